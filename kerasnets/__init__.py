@@ -1,0 +1,20 @@
+"""kerasnets: hardware-friendly vision backbones in Keras 2 (tf_keras), ready for edge NPUs.
+
+Quick start::
+
+    import kerasnets
+    model = kerasnets.get_model("mobilenet_v2_100", input_shape=(224, 224, 3), classes=10)
+    inference = kerasnets.deploy(model)   # BN folded, RepGhost fused
+"""
+from kerasnets.backend import keras, tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from kerasnets.deploy import deploy
+from kerasnets.errors import ModelConfigError
+from kerasnets.stats import count_macs, count_params, layer_macs
+from kerasnets.zoo import (AXSpine, EfficientNetEdgeTPU, GhostNet, MobileNetV2, MobileNetV3, RegNetX,
+                           RepGhostNet, ShuffleNetV1, ShuffleNetV2, VGG16, get_model, get_model_info,
+                           list_models)
+
+__all__ = ["get_model", "list_models", "get_model_info", "deploy", "count_macs", "count_params",
+           "layer_macs", "ModelConfigError", "MobileNetV2", "AXSpine", "ShuffleNetV1", "ShuffleNetV2",
+           "GhostNet", "RepGhostNet", "EfficientNetEdgeTPU", "MobileNetV3", "RegNetX", "VGG16"]
+__version__ = "0.1.0"

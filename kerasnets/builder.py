@@ -1,0 +1,282 @@
+"""One builder that turns any ``ModelSpec`` into a functional tf_keras model."""
+import dataclasses
+
+from kerasnets import layers as kn_layers
+from kerasnets.backend import keras
+from kerasnets.errors import ModelConfigError
+
+L = keras.layers
+
+GROUP_CONV_MODES = ("native", "split")
+
+
+@dataclasses.dataclass
+class BuildOptions:
+    """Graph-shaping options that do not change the weights.
+
+    group_conv: ``native`` emits ``Conv2D(groups=g)``; ``split`` emits
+    :class:`kerasnets.layers.GroupConv2D` (split -> per-group conv -> concat).
+    shuffle: channel shuffle form, ``low_rank`` (Edge-TPU safe) or ``5d``.
+    """
+    group_conv: str = "native"
+    shuffle: str = "low_rank"
+    bn_epsilon: float = 1e-3
+    bn_momentum: float = 0.99
+
+    def __post_init__(self):
+        if self.group_conv not in GROUP_CONV_MODES:
+            raise ModelConfigError(f"group_conv={self.group_conv!r} is unknown; use one of {GROUP_CONV_MODES}.")
+        if self.shuffle not in kn_layers.SHUFFLE_MODES:
+            raise ModelConfigError(f"shuffle={self.shuffle!r} is unknown; use one of {kn_layers.SHUFFLE_MODES}.")
+
+
+def activation(name, layer_name):
+    """Activation layer by spec name (``relu``, ``relu6``, ``hard_swish``, ``hard_sigmoid``, ``sigmoid``)."""
+    if name is None:
+        return None
+    if name == "relu":
+        return L.ReLU(name=layer_name)
+    if name == "relu6":
+        return L.ReLU(6.0, name=layer_name)
+    if name == "hard_swish":
+        return kn_layers.HardSwish(name=layer_name)
+    if name == "hard_sigmoid":
+        return kn_layers.HardSigmoid(name=layer_name)
+    if name == "sigmoid":
+        return L.Activation("sigmoid", name=layer_name)
+    raise ModelConfigError(f"activation {name!r} is unknown; use relu, relu6, hard_swish, hard_sigmoid or sigmoid.")
+
+
+class _Graph:
+    """Emits layers for one model, with the build options and readable layer names."""
+
+    def __init__(self, options):
+        self.opt = options
+
+    def act(self, x, name, layer_name):
+        layer = activation(name, layer_name)
+        return x if layer is None else layer(x)
+
+    def bn(self, x, name):
+        return L.BatchNormalization(epsilon=self.opt.bn_epsilon, momentum=self.opt.bn_momentum, name=name)(x)
+
+    def conv(self, x, filters, kernel, stride=1, groups=1, bias=False, name=None):
+        """Plain, grouped or depthwise conv (depthwise when groups == in == out channels)."""
+        cin = x.shape[-1]
+        if groups > 1 and (cin % groups or filters % groups):
+            raise ModelConfigError(f"layer {name}: {cin} input / {filters} output channels cannot be split "
+                                   f"into {groups} groups; choose a width whose channels divide by the groups.")
+        if groups > 1 and groups == cin == filters:
+            return L.DepthwiseConv2D(kernel, stride, padding="same", use_bias=bias, name=name)(x)
+        if groups > 1 and self.opt.group_conv == "split":
+            return kn_layers.GroupConv2D(filters, kernel, stride, padding="same", groups=groups,
+                                         use_bias=bias, name=name)(x)
+        return L.Conv2D(filters, kernel, stride, padding="same", groups=groups, use_bias=bias, name=name)(x)
+
+    def conv_bn_act(self, x, filters, kernel, stride, act, name, groups=1):
+        x = self.conv(x, filters, kernel, stride, groups, name=f"{name}_conv")
+        x = self.bn(x, f"{name}_bn")
+        return self.act(x, act, f"{name}_{act}")
+
+    def dw_bn(self, x, kernel, stride, name, act=None):
+        x = L.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
+        x = self.bn(x, f"{name}_dw_bn")
+        return self.act(x, act, f"{name}_dw_{act}")
+
+    def squeeze_excite(self, x, reduced, gate, inner_act, name):
+        channels = x.shape[-1]
+        s = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+        s = L.Conv2D(reduced, 1, use_bias=True, name=f"{name}_se_reduce")(s)
+        s = self.act(s, inner_act, f"{name}_se_{inner_act}")
+        s = L.Conv2D(channels, 1, use_bias=True, name=f"{name}_se_expand")(s)
+        s = self.act(s, gate, f"{name}_se_gate")
+        return L.Multiply(name=f"{name}_se_scale")([x, s])
+
+    def residual(self, x, shortcut, block, name):
+        if block.skip and block.stride == 1 and x.shape[-1] == shortcut.shape[-1]:
+            return L.Add(name=f"{name}_add")([shortcut, x])
+        return x
+
+    def shuffle(self, x, groups, name):
+        return kn_layers.ChannelShuffle(groups, mode=self.opt.shuffle, name=name)(x)
+
+    # ---- blocks -------------------------------------------------------------------
+    def block_conv(self, x, b, name):
+        return self.conv_bn_act(x, b.out, b.kernel, b.stride, b.act, name, groups=b.groups)
+
+    def block_maxpool(self, x, b, name):
+        return L.MaxPooling2D(b.kernel, b.stride, padding="same", name=f"{name}_maxpool")(x)
+
+    def block_vgg_conv(self, x, b, name):
+        x = L.Conv2D(b.out, b.kernel, padding="same", use_bias=True, name=f"{name}_conv")(x)
+        x = L.ReLU(name=f"{name}_relu")(x)
+        if b.stride > 1:
+            x = L.MaxPooling2D(b.stride, b.stride, name=f"{name}_pool")(x)
+        return x
+
+    def _se(self, x, b, name):
+        if b.se:
+            x = self.squeeze_excite(x, b.se_channels, b.se_gate, "relu", name)
+        return x
+
+    def block_ds(self, x, b, name):
+        shortcut = x
+        x = self.dw_bn(x, b.kernel, b.stride, name, act=b.act)
+        x = self._se(x, b, name)
+        x = L.Conv2D(b.out, 1, use_bias=False, name=f"{name}_project_conv")(x)
+        x = self.bn(x, f"{name}_project_bn")
+        return self.residual(x, shortcut, b, name)
+
+    def block_ir(self, x, b, name):
+        """Inverted residual; the spatial conv is depthwise unless ``group_width`` is set."""
+        shortcut = x
+        x = self.conv_bn_act(x, b.mid, 1, 1, b.act, f"{name}_expand")
+        groups = b.mid if b.group_width == 0 else b.mid // b.group_width
+        x = self.conv(x, b.mid, b.kernel, b.stride, groups, name=f"{name}_spatial_conv")
+        x = self.bn(x, f"{name}_spatial_bn")
+        x = self.act(x, b.act, f"{name}_spatial_{b.act}")
+        x = self._se(x, b, name)
+        x = L.Conv2D(b.out, 1, use_bias=False, name=f"{name}_project_conv")(x)
+        x = self.bn(x, f"{name}_project_bn")
+        return self.residual(x, shortcut, b, name)
+
+    def block_er(self, x, b, name):
+        shortcut = x
+        x = self.conv_bn_act(x, b.mid, b.kernel, b.stride, b.act, f"{name}_fused")
+        x = L.Conv2D(b.out, 1, use_bias=False, name=f"{name}_project_conv")(x)
+        x = self.bn(x, f"{name}_project_bn")
+        return self.residual(x, shortcut, b, name)
+
+    def _ghost_shortcut(self, shortcut, b, name):
+        if shortcut.shape[-1] == b.out and b.stride == 1:
+            return shortcut
+        s = self.dw_bn(shortcut, b.kernel, b.stride, f"{name}_shortcut")
+        s = L.Conv2D(b.out, 1, use_bias=False, name=f"{name}_shortcut_conv")(s)
+        return self.bn(s, f"{name}_shortcut_bn")
+
+    def ghost_module(self, x, out, act, name):
+        """GhostNet module: primary 1x1 -> half the channels, cheap dw3x3 -> the rest, concat."""
+        init = -(-out // 2)
+        p = self.conv_bn_act(x, init, 1, 1, act, f"{name}_primary")
+        c = L.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_cheap_dw")(p)
+        c = self.bn(c, f"{name}_cheap_bn")
+        c = self.act(c, act, f"{name}_cheap_{act}")
+        if 2 * init > out:
+            c = kn_layers.ChannelSlice(0, out - init, name=f"{name}_cheap_slice")(c)
+        return L.Concatenate(name=f"{name}_concat")([p, c])
+
+    def repghost_module(self, x, out, act, name):
+        """RepGhost module (train form): primary 1x1, cheap dw3x3+BN added to BN(identity), act after add."""
+        p = self.conv_bn_act(x, out, 1, 1, act, f"{name}_primary")
+        c = L.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_cheap_dw")(p)
+        c = self.bn(c, f"{name}_cheap_bn")
+        f = self.bn(p, f"{name}_fusion_bn")
+        y = L.Add(name=f"{name}_fusion_add")([c, f])
+        return self.act(y, act, f"{name}_{act}")
+
+    def _ghost_like(self, x, b, name, module):
+        shortcut = x
+        x = module(x, b.mid, b.act, f"{name}_ghost1")
+        if b.stride > 1:
+            x = self.dw_bn(x, b.kernel, b.stride, name)
+        x = self._se(x, b, name)
+        x = module(x, b.out, None, f"{name}_ghost2")
+        return L.Add(name=f"{name}_add")([x, self._ghost_shortcut(shortcut, b, name)])
+
+    def block_ghost(self, x, b, name):
+        return self._ghost_like(x, b, name, self.ghost_module)
+
+    def block_repghost(self, x, b, name):
+        return self._ghost_like(x, b, name, self.repghost_module)
+
+    def block_shuffle_v1(self, x, b, name):
+        cin = x.shape[-1]
+        branch_out = b.out - cin if b.stride == 2 else b.out
+        g1 = 1 if b.first_group_dense else b.groups
+        y = self.conv_bn_act(x, b.mid, 1, 1, "relu", f"{name}_gconv1", groups=g1)
+        y = self.dw_bn(y, b.kernel, b.stride, name)
+        if b.groups > 1:
+            y = self.shuffle(y, b.groups, f"{name}_shuffle")
+        y = self.conv(y, branch_out, 1, 1, b.groups, name=f"{name}_gconv2_conv")
+        y = self.bn(y, f"{name}_gconv2_bn")
+        if b.stride == 1:
+            y = L.Add(name=f"{name}_add")([x, y])
+            return L.ReLU(name=f"{name}_relu")(y)
+        y = L.ReLU(name=f"{name}_relu")(y)
+        p = L.AveragePooling2D(3, 2, padding="same", name=f"{name}_avgpool")(x)
+        return L.Concatenate(name=f"{name}_concat")([p, y])
+
+    def block_shuffle_v2(self, x, b, name):
+        half = b.out // 2
+        if b.stride == 1:
+            cin = x.shape[-1]
+            x1 = kn_layers.ChannelSlice(0, cin // 2, name=f"{name}_split_a")(x)
+            x2 = kn_layers.ChannelSlice(cin // 2, cin - cin // 2, name=f"{name}_split_b")(x)
+        else:
+            x1 = self.dw_bn(x, b.kernel, b.stride, f"{name}_branch1")
+            x1 = self.conv_bn_act(x1, half, 1, 1, "relu", f"{name}_branch1_pw")
+            x2 = x
+        y = self.conv_bn_act(x2, half, 1, 1, "relu", f"{name}_branch2_pw1")
+        y = self.dw_bn(y, b.kernel, b.stride, f"{name}_branch2")
+        y = self.conv_bn_act(y, half, 1, 1, "relu", f"{name}_branch2_pw2")
+        y = L.Concatenate(name=f"{name}_concat")([x1, y])
+        return self.shuffle(y, 2, f"{name}_shuffle")
+
+    def block_regnet_x(self, x, b, name):
+        shortcut = x
+        y = self.conv_bn_act(x, b.mid, 1, 1, "relu", f"{name}_conv1")
+        y = self.conv_bn_act(y, b.mid, b.kernel, b.stride, "relu", f"{name}_conv2", groups=b.mid // b.group_width)
+        if b.se:
+            y = self.squeeze_excite(y, b.se_channels, "sigmoid", "relu", name)
+        y = self.conv(y, b.out, 1, name=f"{name}_conv3_conv")
+        y = self.bn(y, f"{name}_conv3_bn")
+        if shortcut.shape[-1] != b.out or b.stride != 1:
+            shortcut = self.conv(shortcut, b.out, 1, b.stride, name=f"{name}_downsample_conv")
+            shortcut = self.bn(shortcut, f"{name}_downsample_bn")
+        y = L.Add(name=f"{name}_add")([y, shortcut])
+        return L.ReLU(name=f"{name}_relu")(y)
+
+    # ---- top -------------------------------------------------------------------
+    def top(self, x, top, classes, classifier_activation):
+        if top.kind == "vgg":
+            x = kn_layers.AdaptiveAveragePooling2D((7, 7), name="avgpool")(x)
+            x = L.Flatten(name="flatten")(x)
+            for i in (1, 2):
+                x = L.Dense(top.channels, name=f"fc{i}")(x)
+                x = L.ReLU(name=f"fc{i}_relu")(x)
+                x = L.Dropout(top.dropout, name=f"fc{i}_dropout")(x)
+        elif top.kind == "pool_conv_fc":
+            x = L.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
+            x = L.Conv2D(top.channels, 1, use_bias=True, name="head_conv")(x)
+            x = self.act(x, top.act, f"head_{top.act}")
+            x = L.Flatten(name="flatten")(x)
+            x = L.Dropout(top.dropout, name="dropout")(x)
+        elif top.kind == "pool_fc":
+            x = L.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = L.Dropout(top.dropout, name="dropout")(x)
+        else:
+            raise ModelConfigError(f"top kind {top.kind!r} is unknown; use pool_fc, pool_conv_fc or vgg.")
+        return L.Dense(classes, activation=classifier_activation, use_bias=top.fc_bias, name="predictions")(x)
+
+
+def build_model(spec, inputs, include_top=True, classes=1000, pooling=None,
+                classifier_activation="softmax", options=None):
+    """Build ``spec`` on the Keras tensor ``inputs`` and return a functional model.
+
+    Without the top, the output is the last feature map, globally pooled when
+    ``pooling`` is ``"avg"`` or ``"max"``.
+    """
+    graph = _Graph(options or BuildOptions())
+    x = inputs
+    for i, block in enumerate(spec.blocks):
+        emit = getattr(graph, f"block_{block.kind}", None)
+        if emit is None:
+            raise ModelConfigError(f"block kind {block.kind!r} of {spec.name} is unknown.")
+        x = emit(x, block, f"b{i}")
+    if include_top:
+        x = graph.top(x, spec.top, classes, classifier_activation)
+    elif pooling == "avg":
+        x = L.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = L.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(inputs, x, name=spec.name)

@@ -1,0 +1,307 @@
+"""Architecture specs of every family, as compact stage tables.
+
+Each ``*_spec`` function returns a :class:`kerasnets.spec.ModelSpec`. Channel rules and
+tables follow the reference implementations whose parameter and MAC counts the tests
+check (timm 1.0.31 / torchvision for most families, Megvii's official ShuffleNet-Series
+code for ShuffleNet V1); the source of each table is named beside it.
+"""
+import math
+
+from kerasnets.errors import ModelConfigError
+from kerasnets.spec import Block, ModelSpec, Top, align_up, make_divisible
+
+
+def _div4(v):
+    return make_divisible(v, 4)
+
+
+# ---------------------------------------------------------------- MobileNetV2 ----
+# (expand t, channels c, repeats n, stride s), Sandler et al. 2018, Table 2.
+MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def mobilenet_v2_spec(width=1.0, name=None, stages=MOBILENET_V2_STAGES):
+    """MobileNetV2 (timm/torchvision channel rule: make_divisible(c * width, 8))."""
+    ch = lambda c: make_divisible(c * width, 8)  # noqa: E731
+    stem = ch(32)
+    blocks = [Block("conv", stem, 3, 2, act="relu6")]
+    cin = stem
+    for t, c, n, s in stages:
+        for i in range(n):
+            out = ch(c)
+            stride = s if i == 0 else 1
+            if t == 1:
+                blocks.append(Block("ds", out, 3, stride, act="relu6"))
+            else:
+                blocks.append(Block("ir", out, 3, stride, mid=make_divisible(cin * t, 8), act="relu6"))
+            cin = out
+    blocks.append(Block("conv", max(1280, ch(1280)), 1, 1, act="relu6"))
+    return ModelSpec(name or f"mobilenet_v2_{round(width * 100):03d}", tuple(blocks), Top("pool_fc", dropout=0.2))
+
+
+# -------------------------------------------------------------------- AXSpine ----
+AXSPINE_VARIANTS = {
+    # depths per stage (ConvNeXt 3:3:9:3 and a 2:2:6:2 reduction), width multiplier
+    "small": ((2, 2, 6, 2), 1.0),
+    "middle": ((3, 3, 9, 3), 1.0),
+    "big": ((3, 3, 9, 3), 1.4),
+}
+
+
+def axspine_spec(variant="middle", channels_per_group=8, alignment=16, expand=4, second_expand=2,
+                 depths=None, width=None, name=None):
+    """AXSpine: MobileNetV2 re-tailored for an M55H-class NPU, derived from its spec.
+
+    The five changes of Axera's article, applied to :data:`MOBILENET_V2_STAGES`:
+
+    1. every depthwise conv becomes a group conv with ``channels_per_group`` input
+       channels per group. Default 8: the group width of Horizon's VarGNet and of
+       RegNetX-200MF, and one full lane of an 8-wide int8 MAC vector, the value these
+       NPUs run group convs fastest at;
+    2. the second layer (MobileNetV2's expand-1 depthwise-separable block) becomes one
+       plain 3x3 conv;
+    3. every channel count is rounded up to ``alignment`` (default 16: MobileNetV2's
+       channels are already multiples of 8, so 16 is the smallest alignment for which
+       the change does anything, and the channel parallelism of this NPU class);
+    4. expand ratio 6 -> ``expand`` (4), and the first inverted-residual stage's ->
+       ``second_expand`` (2);
+    5. the five resolution stages (/2 ... /32) are re-laid out as four stages
+       (/4, /8, /16, /32) with depths in ConvNeXt's 3:3:9:3 proportion; each stage takes
+       the width MobileNetV2 uses where it enters that resolution (24, 32, 64, 160), and
+       MobileNetV2's single 320-wide last block is folded into the 1x1 head conv.
+
+    Variants: Small uses depths 2:2:6:2 at width 1.0, Middle 3:3:9:3 at width 1.0, Big
+    3:3:9:3 at width 1.4 (channels scaled by MobileNetV2's rule, then aligned).
+    """
+    if variant not in AXSPINE_VARIANTS:
+        raise ModelConfigError(f"AXSpine variant {variant!r} is unknown; use one of {sorted(AXSPINE_VARIANTS)}.")
+    default_depths, default_width = AXSPINE_VARIANTS[variant]
+    depths = tuple(depths or default_depths)
+    width = default_width if width is None else width
+    for label, value in (("channels_per_group", channels_per_group), ("alignment", alignment)):
+        if int(value) != value or value < 1:
+            raise ModelConfigError(f"AXSpine {label}={value!r} must be a positive integer.")
+    if alignment % channels_per_group and channels_per_group % alignment:
+        raise ModelConfigError(f"AXSpine alignment {alignment} and channels_per_group {channels_per_group} "
+                               "must divide one another so every aligned width splits into whole groups.")
+    unit = max(alignment, channels_per_group)
+    ch = lambda c: align_up(make_divisible(c * width, 8), unit)  # noqa: E731
+    stem = ch(32)
+    blocks = [Block("conv", stem, 3, 2, act="relu6"),
+              Block("conv", ch(16), 3, 1, act="relu6")]  # change 2
+    cin = ch(16)
+    stage_widths = (24, 32, 64, 160)  # change 5: MobileNetV2's width entering /4, /8, /16, /32
+    for stage, (c, depth) in enumerate(zip(stage_widths, depths)):
+        t = second_expand if stage == 0 else expand  # change 4
+        for i in range(depth):
+            out = ch(c)
+            mid = align_up(cin * t, unit)  # change 3
+            blocks.append(Block("ir", out, 3, 2 if i == 0 else 1, mid=mid,
+                                group_width=channels_per_group, act="relu6"))  # change 1
+            cin = out
+    blocks.append(Block("conv", align_up(max(1280, make_divisible(1280 * width, 8)), unit), 1, 1, act="relu6"))
+    return ModelSpec(name or f"axspine_{variant}", tuple(blocks), Top("pool_fc", dropout=0.2))
+
+
+# --------------------------------------------------------------- ShuffleNet V1 ----
+# Output channels of stages 2-4 at width 1.0 per group count (Zhang et al. 2017, Table 1).
+SHUFFLENET_V1_WIDTHS = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960),
+                        4: (272, 544, 1088), 8: (384, 768, 1536)}
+# Megvii ShuffleNet-Series (ShuffleNetV1/network.py): stem width per (groups, width).
+_SHUFFLENET_V1_STEM = {(3, 0.5): 12, (8, 0.5): 16}
+
+
+def shufflenet_v1_spec(groups=3, width=1.0, name=None, repeats=(4, 8, 4)):
+    """ShuffleNet V1 as in Megvii's official code (shuffle after the depthwise conv).
+
+    Stage widths are the paper's width-1.0 table times ``width``, rounded to a multiple
+    of 4 * groups (so the bottleneck, a quarter of the width, splits into whole groups);
+    for g = 3 and 8 at 0.5/1.0/1.5/2.0 this reproduces Megvii's tables exactly. The stem
+    is 24 wide (48 from width 2.0; 12 / 16 at width 0.5 for g = 3 / 8, as in Megvii's code).
+    """
+    if groups not in SHUFFLENET_V1_WIDTHS:
+        raise ModelConfigError(f"ShuffleNet V1 groups={groups!r} has no published width table; "
+                               f"use one of {sorted(SHUFFLENET_V1_WIDTHS)}.")
+    if width <= 0:
+        raise ModelConfigError(f"ShuffleNet V1 width={width!r} must be positive.")
+    unit = 4 * groups
+    widths = [max(unit, int(round(c * width / unit)) * unit) for c in SHUFFLENET_V1_WIDTHS[groups]]
+    stem = _SHUFFLENET_V1_STEM.get((groups, width), 48 if width >= 2.0 else 24)
+    blocks = [Block("conv", stem, 3, 2, act="relu"), Block("maxpool", stem, 3, 2)]
+    for stage, (c, n) in enumerate(zip(widths, repeats)):
+        for i in range(n):
+            blocks.append(Block("shuffle_v1", c, 3, 2 if i == 0 else 1, mid=c // 4, groups=groups,
+                                first_group_dense=(stage == 0 and i == 0), act="relu"))
+    tag = f"{width:.1f}".replace(".", "_")
+    return ModelSpec(name or f"shufflenet_v1_g{groups}_x{tag}", tuple(blocks),
+                     Top("pool_fc", dropout=0.0, fc_bias=False))
+
+
+# --------------------------------------------------------------- ShuffleNet V2 ----
+# (stage widths, conv5 width) per multiplier, Ma et al. 2018, Table 5 / torchvision.
+SHUFFLENET_V2_WIDTHS = {0.5: ((48, 96, 192), 1024), 1.0: ((116, 232, 464), 1024),
+                        1.5: ((176, 352, 704), 1024), 2.0: ((244, 488, 976), 2048)}
+
+
+def shufflenet_v2_spec(width=1.0, name=None, repeats=(4, 8, 4)):
+    """ShuffleNet V2 (torchvision structure). Only the published multipliers exist."""
+    if width not in SHUFFLENET_V2_WIDTHS:
+        raise ModelConfigError(f"ShuffleNet V2 width={width!r} has no published table; "
+                               f"use one of {sorted(SHUFFLENET_V2_WIDTHS)}.")
+    widths, last = SHUFFLENET_V2_WIDTHS[width]
+    blocks = [Block("conv", 24, 3, 2, act="relu"), Block("maxpool", 24, 3, 2)]
+    for c, n in zip(widths, repeats):
+        for i in range(n):
+            blocks.append(Block("shuffle_v2", c, 3, 2 if i == 0 else 1, act="relu"))
+    blocks.append(Block("conv", last, 1, 1, act="relu"))
+    tag = f"{width:.1f}".replace(".", "_")
+    return ModelSpec(name or f"shufflenet_v2_x{tag}", tuple(blocks), Top("pool_fc", dropout=0.0))
+
+
+# ---------------------------------------------------------- GhostNet / RepGhost ----
+# (kernel, mid, out, se ratio, stride) per block, grouped by stage (timm ghostnet.py).
+GHOSTNET_CFG = (((3, 16, 16, 0, 1),), ((3, 48, 24, 0, 2),), ((3, 72, 24, 0, 1),),
+                ((5, 72, 40, 0.25, 2),), ((5, 120, 40, 0.25, 1),), ((3, 240, 80, 0, 2),),
+                ((3, 200, 80, 0, 1), (3, 184, 80, 0, 1), (3, 184, 80, 0, 1),
+                 (3, 480, 112, 0.25, 1), (3, 672, 112, 0.25, 1)),
+                ((5, 672, 160, 0.25, 2),),
+                ((5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1), (5, 960, 160, 0, 1),
+                 (5, 960, 160, 0.25, 1)))
+# RepGhostNet: same layout with about half the mid widths (timm repghost.py).
+REPGHOST_CFG = (((3, 8, 16, 0, 1),), ((3, 24, 24, 0, 2),), ((3, 36, 24, 0, 1),),
+                ((5, 36, 40, 0.25, 2),), ((5, 60, 40, 0.25, 1),), ((3, 120, 80, 0, 2),),
+                ((3, 100, 80, 0, 1), (3, 120, 80, 0, 1), (3, 120, 80, 0, 1),
+                 (3, 240, 112, 0.25, 1), (3, 336, 112, 0.25, 1)),
+                ((5, 336, 160, 0.25, 2),),
+                ((5, 480, 160, 0, 1), (5, 480, 160, 0.25, 1), (5, 480, 160, 0, 1),
+                 (5, 480, 160, 0.25, 1)))
+
+
+def _ghost_family_spec(kind, cfg, width, head_mult, name):
+    if width <= 0:
+        raise ModelConfigError(f"{kind} width={width!r} must be positive.")
+    stem = _div4(16 * width)
+    blocks = [Block("conv", stem, 3, 2, act="relu")]
+    mid = 0
+    for stage in cfg:
+        for k, t, c, se, s in stage:
+            mid = _div4(t * width)
+            blocks.append(Block(kind, _div4(c * width), k, s, mid=mid, se=se,
+                                se_channels=_div4(mid * se) if se else 0, act="relu"))
+    blocks.append(Block("conv", _div4(cfg[-1][-1][1] * width * head_mult), 1, 1, act="relu"))
+    return ModelSpec(name, tuple(blocks), Top("pool_conv_fc", channels=1280, act="relu", dropout=0.2))
+
+
+def ghostnet_spec(width=1.0, name=None):
+    """GhostNet (timm ghostnet.py): Ghost bottlenecks, SE with hard-sigmoid gate, pooled 1x1 head."""
+    return _ghost_family_spec("ghost", GHOSTNET_CFG, width, 1, name or f"ghostnet_{round(width * 100):03d}")
+
+
+def repghostnet_spec(width=1.0, name=None):
+    """RepGhostNet (timm repghost.py), train form: re-parameterizable RepGhost modules."""
+    return _ghost_family_spec("repghost", REPGHOST_CFG, width, 2, name or f"repghostnet_{round(width * 100):03d}")
+
+
+# -------------------------------------------------------- EfficientNet-EdgeTPU ----
+# (kind, repeats, kernel, stride, expand, channels), Google's efficientnet_edgetpu builder.
+EFFICIENTNET_EDGETPU_STAGES = (("er", 1, 3, 1, 4, 24), ("er", 2, 3, 2, 8, 32), ("er", 4, 3, 2, 8, 48),
+                               ("ir", 5, 5, 2, 8, 96), ("ir", 4, 5, 1, 8, 144), ("ir", 2, 5, 2, 8, 192))
+EFFICIENTNET_EDGETPU_VARIANTS = {"s": (1.0, 1.0, 224, 0.2), "m": (1.0, 1.1, 240, 0.2), "l": (1.2, 1.4, 300, 0.3)}
+
+
+def efficientnet_edgetpu_spec(variant="s", name=None):
+    """EfficientNet-EdgeTPU S/M/L: fused (full kxk) convs in the first three stages, ReLU, no SE.
+
+    The first block sizes its expansion from 24 (scaled) instead of the stem width and has
+    no skip, a quirk of the TF reference kept by timm.
+    """
+    if variant not in EFFICIENTNET_EDGETPU_VARIANTS:
+        raise ModelConfigError(f"EfficientNet-EdgeTPU variant {variant!r} is unknown; use s, m or l.")
+    width, depth, size, dropout = EFFICIENTNET_EDGETPU_VARIANTS[variant]
+    ch = lambda c: make_divisible(c * width, 8)  # noqa: E731
+    stem = ch(32)
+    blocks = [Block("conv", stem, 3, 2, act="relu")]
+    cin = stem
+    for stage, (kind, r, k, s, e, c) in enumerate(EFFICIENTNET_EDGETPU_STAGES):
+        for i in range(int(math.ceil(r * depth))):
+            out = ch(c)
+            base = ch(24) if stage == 0 and i == 0 else cin
+            blocks.append(Block(kind, out, k, s if i == 0 else 1, mid=make_divisible(base * e, 8),
+                                act="relu", skip=not (stage == 0 and i == 0)))
+            cin = out
+    blocks.append(Block("conv", ch(1280), 1, 1, act="relu"))
+    return ModelSpec(name or f"efficientnet_edgetpu_{variant}", tuple(blocks), Top("pool_fc", dropout=dropout),
+                     default_size=(size, size))
+
+
+# ---------------------------------------------------------------- MobileNetV3 ----
+# (kind, kernel, stride, expand, channels, se, activation), Howard et al. 2019, Tables 1-2.
+MOBILENET_V3_LARGE = (("ds", 3, 1, 1, 16, 0, "relu"),
+                      ("ir", 3, 2, 4, 24, 0, "relu"), ("ir", 3, 1, 3, 24, 0, "relu"),
+                      ("ir", 5, 2, 3, 40, .25, "relu"), ("ir", 5, 1, 3, 40, .25, "relu"),
+                      ("ir", 5, 1, 3, 40, .25, "relu"),
+                      ("ir", 3, 2, 6, 80, 0, "hard_swish"), ("ir", 3, 1, 2.5, 80, 0, "hard_swish"),
+                      ("ir", 3, 1, 2.3, 80, 0, "hard_swish"), ("ir", 3, 1, 2.3, 80, 0, "hard_swish"),
+                      ("ir", 3, 1, 6, 112, .25, "hard_swish"), ("ir", 3, 1, 6, 112, .25, "hard_swish"),
+                      ("ir", 5, 2, 6, 160, .25, "hard_swish"), ("ir", 5, 1, 6, 160, .25, "hard_swish"),
+                      ("ir", 5, 1, 6, 160, .25, "hard_swish"),
+                      ("conv", 1, 1, 0, 960, 0, "hard_swish"))
+MOBILENET_V3_SMALL = (("ds", 3, 2, 1, 16, .25, "relu"),
+                      ("ir", 3, 2, 4.5, 24, 0, "relu"), ("ir", 3, 1, 3.67, 24, 0, "relu"),
+                      ("ir", 5, 2, 4, 40, .25, "hard_swish"), ("ir", 5, 1, 6, 40, .25, "hard_swish"),
+                      ("ir", 5, 1, 6, 40, .25, "hard_swish"),
+                      ("ir", 5, 1, 3, 48, .25, "hard_swish"), ("ir", 5, 1, 3, 48, .25, "hard_swish"),
+                      ("ir", 5, 2, 6, 96, .25, "hard_swish"), ("ir", 5, 1, 6, 96, .25, "hard_swish"),
+                      ("ir", 5, 1, 6, 96, .25, "hard_swish"),
+                      ("conv", 1, 1, 0, 576, 0, "hard_swish"))
+
+
+def mobilenet_v3_spec(size="large", width=1.0, name=None):
+    """MobileNetV3 Large/Small (timm): hard-swish, SE with hard-sigmoid gate after the depthwise conv."""
+    table = {"large": (MOBILENET_V3_LARGE, 1280), "small": (MOBILENET_V3_SMALL, 1024)}.get(size)
+    if table is None:
+        raise ModelConfigError(f"MobileNetV3 size {size!r} is unknown; use large or small.")
+    rows, head = table
+    ch = lambda c: make_divisible(c * width, 8)  # noqa: E731
+    blocks = [Block("conv", 16, 3, 2, act="hard_swish")]
+    cin = 16
+    for kind, k, s, e, c, se, act in rows:
+        out = ch(c)
+        mid = make_divisible(cin * e, 8) if kind == "ir" else cin
+        blocks.append(Block(kind, out, k, s, mid=mid if kind == "ir" else 0, se=se,
+                            se_channels=make_divisible(mid * se, 8) if se else 0, act=act))
+        cin = out
+    return ModelSpec(name or f"mobilenet_v3_{size}_{round(width * 100):03d}", tuple(blocks),
+                     Top("pool_conv_fc", channels=head, act="hard_swish", dropout=0.2))
+
+
+# ------------------------------------------------------------------- RegNetX ----
+# (widths, depths, group width), Radosavovic et al. 2020 via timm regnet.py model_cfgs.
+REGNETX_CFG = {"002": ((24, 56, 152, 368), (1, 1, 4, 7), 8),
+               "004": ((32, 64, 160, 384), (1, 2, 7, 12), 16)}
+
+
+def regnetx_spec(flops="002", name=None):
+    """RegNetX (timm): X blocks of 1x1 -> 3x3 group conv of fixed group width -> 1x1, no depthwise."""
+    if flops not in REGNETX_CFG:
+        raise ModelConfigError(f"RegNetX {flops!r} is unknown; use one of {sorted(REGNETX_CFG)}.")
+    widths, depths, gw = REGNETX_CFG[flops]
+    blocks = [Block("conv", 32, 3, 2, act="relu")]
+    for w, d in zip(widths, depths):
+        for i in range(d):
+            blocks.append(Block("regnet_x", w, 3, 2 if i == 0 else 1, mid=w, group_width=gw, act="relu"))
+    return ModelSpec(name or f"regnetx_{flops}", tuple(blocks), Top("pool_fc", dropout=0.0))
+
+
+# ---------------------------------------------------------------------- VGG16 ----
+VGG16_CFG = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def vgg16_spec(name=None):
+    """VGG16 (configuration D, no BN; torchvision): 13 3x3 convs with bias, 5 max-pools, 3 FC."""
+    blocks = []
+    for stage in VGG16_CFG:
+        for i, c in enumerate(stage):
+            blocks.append(Block("vgg_conv", c, 3, 2 if i == len(stage) - 1 else 1, bias=True))
+    return ModelSpec(name or "vgg16", tuple(blocks), Top("vgg", channels=4096, dropout=0.5))

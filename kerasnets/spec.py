@@ -1,0 +1,87 @@
+"""Architecture specs: a model is a flat list of blocks plus a classifier top.
+
+Family spec functions (``kerasnets.families``) turn compact stage tables into these
+objects; ``kerasnets.builder.build_model`` turns any spec into a Keras model.
+"""
+import dataclasses
+import math
+from typing import Optional, Tuple
+
+
+def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
+    """Round ``value`` to a multiple of ``divisor`` (never below ``round_limit`` of it).
+
+    The channel rule of the TF/timm reference implementations (MobileNet, EfficientNet,
+    GhostNet): nearest multiple, bumped up one step when rounding lost more than 10%.
+    """
+    min_value = min_value or divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < round_limit * value:
+        new_value += divisor
+    return new_value
+
+
+def align_up(value, alignment):
+    """Smallest multiple of ``alignment`` that is >= ``value`` (hardware channel padding)."""
+    return int(math.ceil(value / alignment) * alignment)
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One block of a network.
+
+    kind: ``conv`` (conv-BN-act), ``maxpool``, ``ds`` (depthwise separable), ``ir``
+    (inverted residual), ``er`` (fused/edge residual), ``ghost``, ``repghost``,
+    ``shuffle_v1``, ``shuffle_v2``, ``regnet_x``, ``vgg_conv`` (conv with bias + ReLU, no BN).
+    ``mid`` is the expanded (inner) width where the block has one; ``groups`` is the
+    group count of a ``conv`` or ``shuffle_v1`` block's grouped convs; ``group_width`` the
+    channels per group of the spatial conv of ``ir`` and ``regnet_x`` blocks (0 means
+    depthwise); ``se`` the squeeze-excite ratio (0 = none) with ``se_channels``
+    the reduced width; ``skip`` whether a residual is allowed when shapes match.
+    """
+    kind: str
+    out: int
+    kernel: int = 3
+    stride: int = 1
+    mid: int = 0
+    groups: int = 1
+    group_width: int = 0
+    se: float = 0.0
+    se_channels: int = 0
+    se_gate: str = "hard_sigmoid"
+    act: Optional[str] = "relu"
+    skip: bool = True
+    first_group_dense: bool = False  # ShuffleNet V1: dense first 1x1 of the first unit
+    bias: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Top:
+    """Classifier top.
+
+    kind ``pool_fc``: global average pool -> dropout -> dense.
+    ``pool_conv_fc``: global pool -> 1x1 conv with bias (``channels``) -> ``act`` ->
+    flatten -> dropout -> dense (GhostNet, MobileNetV3).
+    ``vgg``: adaptive 7x7 average pool -> flatten -> 2x (dense ``channels`` + ReLU + dropout) -> dense.
+    """
+    kind: str = "pool_fc"
+    channels: int = 0
+    act: Optional[str] = "relu"
+    dropout: float = 0.2
+    fc_bias: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A whole network: name, default input size, the blocks in order, and the top."""
+    name: str
+    blocks: Tuple[Block, ...]
+    top: Top
+    default_size: Tuple[int, int] = (224, 224)
+
+    @property
+    def total_stride(self):
+        stride = 1
+        for block in self.blocks:
+            stride *= block.stride
+        return stride

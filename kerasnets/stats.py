@@ -1,0 +1,51 @@
+"""Parameter and MAC counts of Keras models, with the reference tables' conventions.
+
+conv MACs = Hout * Wout * Cout * (Cin / groups) * kh * kw; depthwise = Hout * Wout * Cout
+* kh * kw; dense = in * out per position; bias adds, BN, activations, pooling and
+element-wise ops are not counted.
+"""
+import numpy as np
+
+from kerasnets.backend import keras
+
+L = keras.layers
+
+
+def _unwrap(layer):
+    # tfmot's QuantizeWrapper keeps the original layer in `.layer`.
+    return getattr(layer, "layer", layer) if type(layer).__name__.startswith("QuantizeWrapper") else layer
+
+
+def _shape(shape):
+    if isinstance(shape, list) and len(shape) == 1:
+        shape = shape[0]
+    return tuple(shape)
+
+
+def layer_macs(layer):
+    """Multiply-accumulates of one conv / depthwise / dense layer at its built input size, else 0."""
+    inner = _unwrap(layer)
+    if isinstance(inner, L.DepthwiseConv2D):
+        out = _shape(layer.output_shape)
+        kh, kw = inner.kernel_size
+        return int(np.prod(out[1:])) * kh * kw
+    if isinstance(inner, L.Conv2D):
+        out = _shape(layer.output_shape)
+        cin = _shape(layer.input_shape)[-1]
+        kh, kw = inner.kernel_size
+        return int(np.prod(out[1:])) * (cin // inner.groups) * kh * kw
+    if isinstance(inner, L.Dense):
+        cin = _shape(layer.input_shape)[-1]
+        out = _shape(layer.output_shape)
+        return int(np.prod(out[1:])) * cin
+    return 0
+
+
+def count_macs(model):
+    """Total conv + dense MACs of ``model`` for one image at its input size."""
+    return sum(layer_macs(layer) for layer in model.layers)
+
+
+def count_params(model):
+    """Parameters as Keras counts them (BN moving statistics included)."""
+    return int(model.count_params())

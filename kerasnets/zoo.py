@@ -1,0 +1,201 @@
+"""The registry of named models and the public constructors (Keras Applications style)."""
+import dataclasses
+import difflib
+import functools
+import json
+import os
+
+from kerasnets import families
+from kerasnets.backend import keras
+from kerasnets.builder import BuildOptions, build_model
+from kerasnets.errors import ModelConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A registry entry: how to make the spec, and the key of its reference counts."""
+    name: str
+    spec_fn: object
+    spec_kwargs: dict
+    reference: str = ""          # key in data/reference_counts.json ("" = none published)
+    deploy_reference: str = ""   # key of the row after re-parameterization, if any
+    # Spec arguments a user may override through get_model(**overrides).
+    tunable: tuple = ()
+
+    def spec(self, **kwargs):
+        return self.spec_fn(**{**self.spec_kwargs, **kwargs, "name": self.name})
+
+
+_REGISTRY = {}
+
+
+def _add(name, spec_fn, reference="", deploy_reference="", tunable=(), **spec_kwargs):
+    _REGISTRY[name] = ModelEntry(name, spec_fn, spec_kwargs, reference, deploy_reference, tuple(tunable))
+
+
+for _w, _tag in ((0.35, "035"), (0.5, "050"), (0.75, "075"), (1.0, "100"), (1.4, "140")):
+    _add(f"mobilenet_v2_{_tag}", families.mobilenet_v2_spec, f"mobilenetv2_{_tag}", width=_w)
+for _v in ("small", "middle", "big"):
+    _add(f"axspine_{_v}", families.axspine_spec, variant=_v,
+         tunable=("channels_per_group", "alignment", "expand", "second_expand", "depths", "width"))
+for _g in (3, 8):
+    for _w in (0.5, 1.0, 1.5, 2.0):
+        _tag = f"{_w:.1f}".replace(".", "_")
+        _add(f"shufflenet_v1_g{_g}_x{_tag}", families.shufflenet_v1_spec, f"shufflenetv1_g{_g}_{_w:.1f}x",
+             groups=_g, width=_w, tunable=("groups",))
+for _w in (0.5, 1.0, 1.5, 2.0):
+    _tag = f"{_w:.1f}".replace(".", "_")
+    _add(f"shufflenet_v2_x{_tag}", families.shufflenet_v2_spec, f"tv_shufflenet_v2_x{_tag}", width=_w)
+for _w, _tag in ((0.5, "050"), (1.0, "100"), (1.3, "130")):
+    _add(f"ghostnet_{_tag}", families.ghostnet_spec, f"ghostnet_{_tag}", width=_w, tunable=("width",))
+for _w, _tag in ((0.5, "050"), (0.58, "058"), (0.8, "080"), (1.0, "100"), (1.11, "111"), (1.3, "130"),
+                 (1.5, "150"), (2.0, "200")):
+    _add(f"repghostnet_{_tag}", families.repghostnet_spec, f"repghostnet_{_tag}", f"repghostnet_{_tag}.deploy",
+         width=_w, tunable=("width",))
+for _v in ("s", "m", "l"):
+    _add(f"efficientnet_edgetpu_{_v}", families.efficientnet_edgetpu_spec, f"efficientnet_e{_v}", variant=_v)
+_add("mobilenet_v3_large_100", families.mobilenet_v3_spec, "mobilenetv3_large_100", size="large")
+_add("mobilenet_v3_small_100", families.mobilenet_v3_spec, "mobilenetv3_small_100", size="small")
+_add("regnetx_002", families.regnetx_spec, "regnetx_002", flops="002")
+_add("regnetx_004", families.regnetx_spec, "regnetx_004", flops="004")
+_add("vgg16", families.vgg16_spec, "tv_vgg16")
+
+BUILD_OPTIONS = tuple(f.name for f in dataclasses.fields(BuildOptions))
+
+
+def list_models():
+    """Sorted names of every registered model."""
+    return sorted(_REGISTRY)
+
+
+def _entry(name):
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else "see kerasnets.list_models()."
+        raise ModelConfigError(f"unknown model {name!r}; {hint}")
+    return _REGISTRY[name]
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_counts():
+    path = os.path.join(os.path.dirname(__file__), "data", "reference_counts.json")
+    with open(path) as f:
+        return json.load(f)
+
+
+def get_model_info(name):
+    """Default input shape and published reference figures of a registry model.
+
+    Returns a dict with ``name``, ``default_input_shape`` (h, w, 3), ``reference`` (the
+    reference row: ``keras_count_params_equiv``, ``macs_conv_linear_224``, ``source`` ...,
+    or None) and ``deploy_reference`` (the row after re-parameterization, or None).
+    """
+    entry = _entry(name)
+    spec = entry.spec()
+    refs = _reference_counts()["models"]
+    return {"name": name, "default_input_shape": tuple(spec.default_size) + (3,),
+            "total_stride": spec.total_stride,
+            "reference": refs.get(entry.reference), "deploy_reference": refs.get(entry.deploy_reference)}
+
+
+def _check_input_shape(name, input_shape, min_size):
+    if len(input_shape) != 3:
+        raise ModelConfigError(f"input_shape={tuple(input_shape)!r} must be (height, width, channels).")
+    h, w, c = input_shape
+    for label, v in (("height", h), ("width", w), ("channels", c)):
+        if v is not None and (int(v) != v or v < 1):
+            raise ModelConfigError(f"input {label}={v!r} in input_shape={tuple(input_shape)!r} must be a positive integer.")
+    for label, v in (("height", h), ("width", w)):
+        if v is not None and v < min_size:
+            raise ModelConfigError(f"input {label} {v} is too small for {name}, which downsamples by {min_size}; "
+                                   f"use at least {min_size}x{min_size}.")
+
+
+def get_model(name, input_shape=None, classes=1000, include_top=True, pooling=None, weights=None,
+              input_tensor=None, classifier_activation="softmax", **overrides):
+    """Build registry model ``name`` as a functional ``tf_keras.Model``.
+
+    Args:
+      name: a name from :func:`list_models` (e.g. ``"mobilenet_v2_100"``).
+      input_shape: (height, width, channels); defaults to the published input size.
+        Any height/width >= the network's total stride (32) works, square or not.
+      classes: classifier width (with ``include_top``).
+      include_top: add the classifier; without it the output is the last feature map.
+      pooling: without the top, ``"avg"`` or ``"max"`` global pooling of the features.
+      weights: None (random initialisation) or a path to weights saved by Keras.
+      input_tensor: an existing Keras tensor to build on (its shape wins).
+      classifier_activation: activation of the ``predictions`` layer (``None`` for logits).
+      **overrides: build options ``group_conv`` ("native" | "split"), ``shuffle``
+        ("low_rank" | "5d"), ``bn_epsilon``, ``bn_momentum``, plus the family's
+        tunable arguments (e.g. ``groups`` for ShuffleNet V1, ``channels_per_group`` and
+        ``alignment`` for AXSpine, ``width`` for GhostNet/RepGhostNet).
+    """
+    entry = _entry(name)
+    options = {k: overrides.pop(k) for k in list(overrides) if k in BUILD_OPTIONS}
+    unknown = sorted(set(overrides) - set(entry.tunable))
+    if unknown:
+        raise ModelConfigError(f"option {unknown[0]!r} is not valid for {name}; valid options are "
+                               f"{sorted(BUILD_OPTIONS + entry.tunable)}.")
+    if pooling not in (None, "avg", "max"):
+        raise ModelConfigError(f"pooling={pooling!r} is unknown; use None, 'avg' or 'max'.")
+    if include_top and (int(classes) != classes or classes < 1):
+        raise ModelConfigError(f"classes={classes!r} must be a positive integer.")
+    if weights is not None and not os.path.exists(str(weights)):
+        raise ModelConfigError(f"weights={weights!r} is not a file; pass None or the path of saved weights "
+                               "(no weights are downloaded).")
+    spec = entry.spec(**overrides)
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise ModelConfigError(f"input_tensor={input_tensor!r} is not a Keras tensor; pass keras.Input(...).")
+        input_shape = tuple(input_tensor.shape[1:])
+    elif input_shape is None:
+        input_shape = tuple(spec.default_size) + (3,)
+    input_shape = tuple(input_shape)
+    _check_input_shape(name, input_shape, spec.total_stride)
+    inputs = input_tensor if input_tensor is not None else keras.Input(input_shape, name="input")
+    model = build_model(spec, inputs, include_top=include_top, classes=int(classes), pooling=pooling,
+                        classifier_activation=classifier_activation, options=BuildOptions(**options))
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _family(name_fn):
+    """Make a Keras-Applications-style family constructor from a name builder."""
+    def constructor(*args, input_shape=None, classes=1000, include_top=True, pooling=None, weights=None,
+                    input_tensor=None, classifier_activation="softmax", **overrides):
+        name, extra = name_fn(*args, **overrides)
+        return get_model(name, input_shape=input_shape, classes=classes, include_top=include_top,
+                         pooling=pooling, weights=weights, input_tensor=input_tensor,
+                         classifier_activation=classifier_activation, **extra)
+    constructor.__doc__ = name_fn.__doc__
+    return constructor
+
+
+def _pct(width):
+    return f"{round(width * 100):03d}"
+
+
+MobileNetV2 = _family(lambda width=1.0, **o: (f"mobilenet_v2_{_pct(width)}", o))
+MobileNetV2.__doc__ = "MobileNetV2 at width 0.35, 0.5, 0.75, 1.0 or 1.4 (see get_model for the arguments)."
+AXSpine = _family(lambda variant="middle", **o: (f"axspine_{variant}", o))
+AXSpine.__doc__ = "AXSpine small / middle / big (see kerasnets.families.axspine_spec)."
+ShuffleNetV1 = _family(lambda width=1.0, groups=3, **o: (
+    f"shufflenet_v1_g{8 if groups == 8 else 3}_x{width:.1f}".replace(".", "_"), {**o, "groups": groups}))
+ShuffleNetV1.__doc__ = "ShuffleNet V1 at width 0.5-2.0 with groups 1, 2, 3, 4 or 8."
+ShuffleNetV2 = _family(lambda width=1.0, **o: (f"shufflenet_v2_x{width:.1f}".replace(".", "_"), o))
+ShuffleNetV2.__doc__ = "ShuffleNet V2 at width 0.5, 1.0, 1.5 or 2.0."
+GhostNet = _family(lambda width=1.0, **o: (f"ghostnet_{_pct(width)}" if f"ghostnet_{_pct(width)}" in _REGISTRY
+                                           else "ghostnet_100", {**o, "width": width}))
+GhostNet.__doc__ = "GhostNet at any width (registry: 0.5, 1.0, 1.3)."
+RepGhostNet = _family(lambda width=1.0, **o: (f"repghostnet_{_pct(width)}" if f"repghostnet_{_pct(width)}" in _REGISTRY
+                                              else "repghostnet_100", {**o, "width": width}))
+RepGhostNet.__doc__ = "RepGhostNet (train form) at any width (registry: 0.5-2.0); kerasnets.deploy() fuses it."
+EfficientNetEdgeTPU = _family(lambda variant="s", **o: (f"efficientnet_edgetpu_{variant}", o))
+EfficientNetEdgeTPU.__doc__ = "EfficientNet-EdgeTPU S (224), M (240) or L (300)."
+MobileNetV3 = _family(lambda size="large", **o: (f"mobilenet_v3_{size}_100", o))
+MobileNetV3.__doc__ = "MobileNetV3 large or small at width 1.0."
+RegNetX = _family(lambda flops="002", **o: (f"regnetx_{flops}", o))
+RegNetX.__doc__ = "RegNetX-200MF ('002') or -400MF ('004')."
+VGG16 = _family(lambda **o: ("vgg16", o))
+VGG16.__doc__ = "VGG16 (configuration D, no BN), classifier at any input size via adaptive pooling."
