@@ -34,7 +34,7 @@ def _add(name, spec_fn, reference="", deploy_reference="", tunable=(), **spec_kw
 
 
 for _w, _tag in ((0.35, "035"), (0.5, "050"), (0.75, "075"), (1.0, "100"), (1.4, "140")):
-    _add(f"mobilenet_v2_{_tag}", families.mobilenet_v2_spec, f"mobilenetv2_{_tag}", width=_w)
+    _add(f"mobilenet_v2_{_tag}", families.mobilenet_v2_spec, f"mobilenetv2_{_tag}", width=_w, tunable=("width",))
 for _v in ("small", "middle", "big"):
     _add(f"axspine_{_v}", families.axspine_spec, variant=_v,
          tunable=("channels_per_group", "alignment", "expand", "second_expand", "depths", "width"))
@@ -42,10 +42,11 @@ for _g in (3, 8):
     for _w in (0.5, 1.0, 1.5, 2.0):
         _tag = f"{_w:.1f}".replace(".", "_")
         _add(f"shufflenet_v1_g{_g}_x{_tag}", families.shufflenet_v1_spec, f"shufflenetv1_g{_g}_{_w:.1f}x",
-             groups=_g, width=_w, tunable=("groups",))
+             groups=_g, width=_w, tunable=("groups", "width"))
 for _w in (0.5, 1.0, 1.5, 2.0):
     _tag = f"{_w:.1f}".replace(".", "_")
-    _add(f"shufflenet_v2_x{_tag}", families.shufflenet_v2_spec, f"tv_shufflenet_v2_x{_tag}", width=_w)
+    _add(f"shufflenet_v2_x{_tag}", families.shufflenet_v2_spec, f"tv_shufflenet_v2_x{_tag}", width=_w,
+         tunable=("width",))
 for _w, _tag in ((0.5, "050"), (1.0, "100"), (1.3, "130")):
     _add(f"ghostnet_{_tag}", families.ghostnet_spec, f"ghostnet_{_tag}", width=_w, tunable=("width",))
 for _w, _tag in ((0.5, "050"), (0.58, "058"), (0.8, "080"), (1.0, "100"), (1.11, "111"), (1.3, "130"),
@@ -160,15 +161,20 @@ def get_model(name, input_shape=None, classes=1000, include_top=True, pooling=No
     return model
 
 
-def _family(name_fn):
-    """Make a Keras-Applications-style family constructor from a name builder."""
+def _family(name_fn, base):
+    """Make a Keras-Applications-style family constructor.
+
+    ``name_fn(*args, **overrides)`` returns (registry name, overrides); a name that is not
+    registered (an unlisted width or group count) is built from ``base`` with the overrides.
+    """
     def constructor(*args, input_shape=None, classes=1000, include_top=True, pooling=None, weights=None,
                     input_tensor=None, classifier_activation="softmax", **overrides):
         name, extra = name_fn(*args, **overrides)
+        if name not in _REGISTRY and base:
+            name = base
         return get_model(name, input_shape=input_shape, classes=classes, include_top=include_top,
                          pooling=pooling, weights=weights, input_tensor=input_tensor,
                          classifier_activation=classifier_activation, **extra)
-    constructor.__doc__ = name_fn.__doc__
     return constructor
 
 
@@ -176,26 +182,31 @@ def _pct(width):
     return f"{round(width * 100):03d}"
 
 
-MobileNetV2 = _family(lambda width=1.0, **o: (f"mobilenet_v2_{_pct(width)}", o))
-MobileNetV2.__doc__ = "MobileNetV2 at width 0.35, 0.5, 0.75, 1.0 or 1.4 (see get_model for the arguments)."
-AXSpine = _family(lambda variant="middle", **o: (f"axspine_{variant}", o))
+def _x(width):
+    return f"{width:.1f}".replace(".", "_")
+
+
+MobileNetV2 = _family(lambda width=1.0, **o: (f"mobilenet_v2_{_pct(width)}", {**o, "width": width}),
+                      "mobilenet_v2_100")
+MobileNetV2.__doc__ = "MobileNetV2 at any width (registry: 0.35, 0.5, 0.75, 1.0, 1.4); arguments as get_model."
+AXSpine = _family(lambda variant="middle", **o: (f"axspine_{variant}", o), "")
 AXSpine.__doc__ = "AXSpine small / middle / big (see kerasnets.families.axspine_spec)."
 ShuffleNetV1 = _family(lambda width=1.0, groups=3, **o: (
-    f"shufflenet_v1_g{8 if groups == 8 else 3}_x{width:.1f}".replace(".", "_"), {**o, "groups": groups}))
+    f"shufflenet_v1_g{groups}_x{_x(width)}", {**o, "groups": groups, "width": width}), "shufflenet_v1_g3_x1_0")
 ShuffleNetV1.__doc__ = "ShuffleNet V1 at width 0.5-2.0 with groups 1, 2, 3, 4 or 8."
-ShuffleNetV2 = _family(lambda width=1.0, **o: (f"shufflenet_v2_x{width:.1f}".replace(".", "_"), o))
+ShuffleNetV2 = _family(lambda width=1.0, **o: (f"shufflenet_v2_x{_x(width)}", {**o, "width": width}),
+                       "shufflenet_v2_x1_0")
 ShuffleNetV2.__doc__ = "ShuffleNet V2 at width 0.5, 1.0, 1.5 or 2.0."
-GhostNet = _family(lambda width=1.0, **o: (f"ghostnet_{_pct(width)}" if f"ghostnet_{_pct(width)}" in _REGISTRY
-                                           else "ghostnet_100", {**o, "width": width}))
+GhostNet = _family(lambda width=1.0, **o: (f"ghostnet_{_pct(width)}", {**o, "width": width}), "ghostnet_100")
 GhostNet.__doc__ = "GhostNet at any width (registry: 0.5, 1.0, 1.3)."
-RepGhostNet = _family(lambda width=1.0, **o: (f"repghostnet_{_pct(width)}" if f"repghostnet_{_pct(width)}" in _REGISTRY
-                                              else "repghostnet_100", {**o, "width": width}))
+RepGhostNet = _family(lambda width=1.0, **o: (f"repghostnet_{_pct(width)}", {**o, "width": width}),
+                      "repghostnet_100")
 RepGhostNet.__doc__ = "RepGhostNet (train form) at any width (registry: 0.5-2.0); kerasnets.deploy() fuses it."
-EfficientNetEdgeTPU = _family(lambda variant="s", **o: (f"efficientnet_edgetpu_{variant}", o))
+EfficientNetEdgeTPU = _family(lambda variant="s", **o: (f"efficientnet_edgetpu_{variant}", o), "")
 EfficientNetEdgeTPU.__doc__ = "EfficientNet-EdgeTPU S (224), M (240) or L (300)."
-MobileNetV3 = _family(lambda size="large", **o: (f"mobilenet_v3_{size}_100", o))
+MobileNetV3 = _family(lambda size="large", **o: (f"mobilenet_v3_{size}_100", o), "")
 MobileNetV3.__doc__ = "MobileNetV3 large or small at width 1.0."
-RegNetX = _family(lambda flops="002", **o: (f"regnetx_{flops}", o))
+RegNetX = _family(lambda flops="002", **o: (f"regnetx_{flops}", o), "")
 RegNetX.__doc__ = "RegNetX-200MF ('002') or -400MF ('004')."
-VGG16 = _family(lambda **o: ("vgg16", o))
+VGG16 = _family(lambda **o: ("vgg16", o), "vgg16")
 VGG16.__doc__ = "VGG16 (configuration D, no BN), classifier at any input size via adaptive pooling."

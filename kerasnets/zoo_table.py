@@ -1,0 +1,72 @@
+"""`kerasnets-zoo`: build every registry model at its default size and print params and MACs.
+
+Counts come from the built Keras models (``count_params`` and conv+dense MACs), beside the
+reference implementations' figures where published; ``--json`` prints the rows instead.
+"""
+import json
+import sys
+import time
+
+from absl import app, flags
+
+import kerasnets
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
+flags.DEFINE_list("models", [], "Registry names to include (default: all).")
+
+
+def zoo_rows(names=None):
+    """One dict per model: name, input size, params, MACs, reference figures and whether they match."""
+    rows = []
+    for name in names or kerasnets.list_models():
+        info = kerasnets.get_model_info(name)
+        start = time.perf_counter()
+        model = kerasnets.get_model(name)
+        h, w, _ = info["default_input_shape"]
+        row = {"model": name, "input": f"{h}x{w}", "params": model.count_params(),
+               "macs": kerasnets.count_macs(model), "build_s": round(time.perf_counter() - start, 2)}
+        ref = info["reference"]
+        if ref:
+            row["ref_params"] = ref["keras_count_params_equiv"]
+            row["ref_macs"] = ref["macs_conv_linear_default"]
+            row["matches_reference"] = (row["params"], row["macs"]) == (row["ref_params"], row["ref_macs"])
+        rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    """Markdown table of :func:`zoo_rows`."""
+    lines = ["| model | input | params | MMACs | reference params | reference MMACs | match |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        ref_p = f"{r['ref_params']:,}" if "ref_params" in r else "-"
+        ref_m = f"{r['ref_macs'] / 1e6:,.1f}" if "ref_macs" in r else "-"
+        match = {True: "exact", False: "MISMATCH"}.get(r.get("matches_reference"), "no reference")
+        lines.append(f"| {r['model']} | {r['input']} | {r['params']:,} | {r['macs'] / 1e6:,.1f} | {ref_p} | {ref_m} | {match} |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    try:
+        rows = zoo_rows(FLAGS.models)
+    except kerasnets.ModelConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if FLAGS.json:
+        print(json.dumps({"models": rows}, indent=1))
+    else:
+        print(format_table(rows))
+        print("\nparams = Keras count_params (BN moving statistics included); MACs = conv + dense "
+              "multiply-accumulates at the input size shown; reference = timm 1.0.31 / torchvision / "
+              "Megvii ShuffleNetV1 structure.")
+    return 1 if any(r.get("matches_reference") is False for r in rows) else 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

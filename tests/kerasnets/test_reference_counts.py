@@ -1,0 +1,55 @@
+"""Every registry model matches its reference implementation exactly (params and MACs at 224)."""
+from absl.testing import parameterized
+
+import kerasnets
+from kerasnets.backend import tf
+
+EXPECTED_NAMES = sorted(
+    [f"mobilenet_v2_{w}" for w in ("035", "050", "075", "100", "140")]
+    + [f"axspine_{v}" for v in ("small", "middle", "big")]
+    + [f"shufflenet_v1_g{g}_x{w}" for g in (3, 8) for w in ("0_5", "1_0", "1_5", "2_0")]
+    + [f"shufflenet_v2_x{w}" for w in ("0_5", "1_0", "1_5", "2_0")]
+    + [f"ghostnet_{w}" for w in ("050", "100", "130")]
+    + [f"repghostnet_{w}" for w in ("050", "058", "080", "100", "111", "130", "150", "200")]
+    + [f"efficientnet_edgetpu_{v}" for v in ("s", "m", "l")]
+    + ["mobilenet_v3_large_100", "mobilenet_v3_small_100", "regnetx_002", "regnetx_004", "vgg16"])
+
+WITH_REFERENCE = [n for n in EXPECTED_NAMES if not n.startswith("axspine")]
+REPGHOST = [n for n in EXPECTED_NAMES if n.startswith("repghostnet")]
+
+
+class RegistryTest(tf.test.TestCase):
+
+    def test_names_are_exactly_the_contract(self):
+        self.assertEqual(kerasnets.list_models(), EXPECTED_NAMES)
+
+    def test_every_model_but_axspine_has_a_reference(self):
+        for name in EXPECTED_NAMES:
+            info = kerasnets.get_model_info(name)
+            self.assertEqual(info["reference"] is not None, name in WITH_REFERENCE, name)
+
+
+class ReferenceCountsTest(tf.test.TestCase, parameterized.TestCase):
+
+    @parameterized.parameters(*WITH_REFERENCE)
+    def test_params_and_macs_at_224(self, name):
+        ref = kerasnets.get_model_info(name)["reference"]
+        model = kerasnets.get_model(name, input_shape=(224, 224, 3), classes=1000)
+        self.assertEqual(model.count_params(), ref["keras_count_params_equiv"])
+        self.assertEqual(kerasnets.count_macs(model), ref["macs_conv_linear_224"])
+
+    @parameterized.parameters(*REPGHOST)
+    def test_repghost_deploy_rows(self, name):
+        info = kerasnets.get_model_info(name)
+        model = kerasnets.get_model(name, input_shape=(224, 224, 3))
+        reparam = kerasnets.deploy(model, fold_batch_norm=False)
+        self.assertEqual(reparam.count_params(), info["deploy_reference"]["keras_count_params_equiv"])
+        self.assertEqual(kerasnets.count_macs(reparam), info["deploy_reference"]["macs_conv_linear_224"])
+        folded = kerasnets.deploy(model)
+        self.assertEqual(folded.count_params(), info["deploy_reference"]["params_bn_folded_est"])
+        self.assertEqual(kerasnets.count_macs(folded), info["reference"]["macs_conv_linear_224"])
+
+    def test_default_sizes_follow_the_papers(self):
+        self.assertEqual(kerasnets.get_model_info("efficientnet_edgetpu_m")["default_input_shape"], (240, 240, 3))
+        self.assertEqual(kerasnets.get_model_info("efficientnet_edgetpu_l")["default_input_shape"], (300, 300, 3))
+        self.assertEqual(kerasnets.get_model("mobilenet_v2_035").input_shape, (None, 224, 224, 3))
