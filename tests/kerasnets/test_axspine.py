@@ -46,7 +46,7 @@ class AXSpineTest(tf.test.TestCase):
     def test_parameters_are_validated(self):
         with self.assertRaisesRegex(ValueError, "alignment 12 and channels_per_group 8"):
             families.axspine_spec("middle", channels_per_group=8, alignment=12)
-        with self.assertRaisesRegex(ValueError, "variant 'huge'"):
+        with self.assertRaisesRegex(ValueError, "unknown model 'axspine_huge'; did you mean axspine_big"):
             kerasnets.AXSpine("huge")
         model = kerasnets.get_model("axspine_small", input_shape=(64, 64, 3), channels_per_group=16, alignment=32)
         for layer in model.layers:
