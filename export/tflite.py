@@ -1,0 +1,158 @@
+"""The one TFLite conversion function, and atomic artifact writing with a manifest."""
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+import kerasnets
+from kerasnets.backend import keras, tf
+
+MODES = ("float32", "float16", "dynamic", "int8")
+IO_TYPES = ("float32", "int8", "uint8")
+
+
+class ExportError(ValueError):
+    """A conversion request that cannot be honoured (bad mode, missing calibration data...)."""
+
+
+def _is_quantize_wrapped(model):
+    return any(type(l).__name__.startswith("QuantizeWrapper") for l in model.layers)
+
+
+def _representative(data, input_shape, count):
+    """A converter representative dataset from an iterable of images or batches."""
+    if data is None:
+        raise ExportError("int8 conversion needs calibration images; pass representative_data "
+                          "(real training images, or an iterable of (H, W, C) arrays).")
+    samples = []
+    for item in data:
+        arr = np.asarray(item[0] if isinstance(item, (tuple, list)) else item, dtype=np.float32)
+        arr = arr.reshape((-1,) + tuple(input_shape))
+        for image in arr:
+            if not np.all(np.isfinite(image)):
+                raise ExportError("a calibration image contains NaN or Inf; clean the calibration data.")
+            samples.append(image)
+            if len(samples) >= count:
+                break
+        if len(samples) >= count:
+            break
+    if len(samples) < count:
+        raise ExportError(f"calibration data gave {len(samples)} images but {count} were asked; "
+                          "provide more images or lower the calibration count.")
+
+    def generator():
+        for image in samples:
+            yield [image[None]]
+    return generator
+
+
+def convert(model, mode="float32", representative_data=None, calibration_count=100, io_type=None,
+            per_channel=True, deploy=True):
+    """Convert a Keras model to a TFLite flatbuffer (bytes), at batch 1 with static shapes.
+
+    Args:
+      model: a float, deployed or QAT (tfmot) Keras model.
+      mode: ``float32``, ``float16``, ``dynamic`` (int8 weights, float activations) or
+        ``int8`` (full integer; needs ``representative_data`` unless the model is QAT).
+      representative_data: iterable of images (H, W, C) or batches for int8 calibration.
+      calibration_count: how many images calibration uses.
+      io_type: input/output type of an int8 model: ``int8`` (default), ``uint8`` or
+        ``float32`` (adds QUANTIZE/DEQUANTIZE at the edges, to run on a CPU).
+      per_channel: per-channel weight scales (default); False for per-tensor.
+      deploy: apply :func:`kerasnets.deploy` (BN folding, RepGhost fusion) first; skipped
+        for QAT models, whose converter folds BN itself.
+    """
+    if mode not in MODES:
+        raise ExportError(f"mode {mode!r} is unknown; use one of {MODES}.")
+    io_type = io_type or ("int8" if mode == "int8" else "float32")
+    if io_type not in IO_TYPES or (mode != "int8" and io_type != "float32"):
+        raise ExportError(f"io_type {io_type!r} does not fit mode {mode!r}; integer input/output needs mode int8.")
+    qat = _is_quantize_wrapped(model)
+    if deploy and not qat:
+        model = kerasnets.deploy(model)
+    shape = tuple(model.input_shape[1:])
+    if any(d is None for d in shape):
+        raise ExportError(f"model input shape {shape} is not static; build the model with a fixed input_shape.")
+    fn = tf.function(lambda x: model(x, training=False))
+    concrete = fn.get_concrete_function(tf.TensorSpec((1,) + shape, model.inputs[0].dtype))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if not qat or representative_data is not None:
+            converter.representative_dataset = _representative(representative_data, shape, calibration_count)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
+        converter.inference_input_type = dtype
+        converter.inference_output_type = dtype
+        if not per_channel:
+            converter._experimental_disable_per_channel = True  # noqa: SLF001 (the converter's only switch)
+    return converter.convert()
+
+
+def _versions():
+    out = {}
+    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy", "kerasnets"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _io_quantization(content):
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_content=content)
+    def describe(d):
+        scale, zero = d["quantization"]
+        return {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                "scale": float(scale), "zero_point": int(zero)}
+    return ([describe(d) for d in interpreter.get_input_details()],
+            [describe(d) for d in interpreter.get_output_details()])
+
+
+def atomic_write(path, content):
+    """Write bytes or text to ``path`` through a temporary file in the same folder and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def manifest_path(path):
+    """Where the manifest of artifact ``path`` lives."""
+    return path + ".manifest.json"
+
+
+def write_artifact(path, content, model_name, mode, normalization=None, labels=None, extra=None, command=None):
+    """Write a TFLite artifact atomically, with its manifest beside it; returns the manifest.
+
+    The manifest records the model name, input size and normalisation, labels, the
+    quantization parameters of inputs and outputs, the sha256 of the file, package
+    versions and the command that made it.
+    """
+    inputs, outputs = _io_quantization(content)
+    manifest = {"model": model_name, "mode": mode, "file": os.path.basename(path),
+                "sha256": hashlib.sha256(content).hexdigest(), "size_bytes": len(content),
+                "input_size": inputs[0]["shape"][1:3] if inputs else None,
+                "normalization": normalization, "labels": labels, "inputs": inputs, "outputs": outputs,
+                "versions": _versions(), "command": command if command is not None else " ".join(sys.argv)}
+    manifest.update(extra or {})
+    atomic_write(path, content)
+    atomic_write(manifest_path(path), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest

@@ -1,0 +1,1 @@
+"""pipelines: data, float training, post-training quantization, QAT, evaluation."""

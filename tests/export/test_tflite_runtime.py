@@ -1,0 +1,172 @@
+"""export.tflite conversion modes and export.runtime verification, safety and benchmarking."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import kerasnets
+from export import runtime, tflite
+from kerasnets.backend import keras, tf
+
+L = keras.layers
+
+
+def _model(name="mobilenet_v2_035", size=48, **kw):
+    model = kerasnets.get_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None, **kw)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # non-trivial BN statistics, so outputs are not constant
+        if isinstance(layer, L.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.8, 1.5, g.shape), rng.normal(0, 0.5, b.shape),
+                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.0, v.shape)])
+    return model
+
+
+def _images(n=16, size=48, seed=1):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype("float32")
+
+
+class ConversionTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = _model()
+        cls.images = _images()
+        cls.artifacts = {mode: tflite.convert(cls.model, mode, representative_data=cls.images, calibration_count=16)
+                         for mode in tflite.MODES}
+
+    def test_every_mode_verifies_against_keras(self):
+        for mode, content in self.artifacts.items():
+            report = runtime.verify(self.model, content, self.images, mode)
+            self.assertTrue(report["passed"], report)
+        self.assertGreater(runtime.verify(self.model, self.artifacts["int8"], self.images, "int8")["max_abs_error"], 0)
+
+    def test_graphs_are_lean_at_batch_1(self):
+        for mode, content in self.artifacts.items():
+            ops = runtime.op_counts(content)
+            for bad in ("SHAPE", "STRIDED_SLICE", "PACK"):
+                self.assertNotIn(bad, ops, mode)
+        int8_ops = runtime.op_counts(self.artifacts["int8"])
+        self.assertNotIn("QUANTIZE", int8_ops)
+        self.assertNotIn("DEQUANTIZE", int8_ops)
+        interp = runtime.load_interpreter(self.artifacts["int8"], probe=False)
+        self.assertEqual(list(interp.get_input_details()[0]["shape"]), [1, 48, 48, 3])
+        self.assertEqual(interp.get_input_details()[0]["dtype"], np.int8)
+
+    def test_uint8_io_and_per_tensor(self):
+        content = tflite.convert(self.model, "int8", representative_data=self.images, calibration_count=8,
+                                 io_type="uint8", per_channel=False)
+        interp = runtime.load_interpreter(content, probe=False)
+        self.assertEqual(interp.get_input_details()[0]["dtype"], np.uint8)
+        runtime.verify(self.model, content, self.images, "int8")
+
+    def test_deploy_is_applied_and_repghost_fuses(self):
+        model = _model("repghostnet_050", size=32)
+        ops = runtime.op_counts(tflite.convert(model, "float32"))
+        train_adds = sum(1 for l in model.layers if isinstance(l, L.Add))
+        fused_adds = sum(1 for l in kerasnets.deploy(model).layers if isinstance(l, L.Add))
+        self.assertLess(fused_adds, train_adds)
+        self.assertEqual(ops.get("ADD", 0), fused_adds)
+
+    def test_same_inputs_give_byte_identical_artifacts(self):
+        again = tflite.convert(self.model, "int8", representative_data=self.images, calibration_count=16)
+        self.assertEqual(again, self.artifacts["int8"])
+
+    def test_bad_requests(self):
+        with self.assertRaisesRegex(tflite.ExportError, "mode 'int4' is unknown"):
+            tflite.convert(self.model, "int4")
+        with self.assertRaisesRegex(tflite.ExportError, "needs calibration images"):
+            tflite.convert(self.model, "int8")
+        with self.assertRaisesRegex(tflite.ExportError, "gave 16 images but 50 were asked"):
+            tflite.convert(self.model, "int8", representative_data=self.images, calibration_count=50)
+        bad = self.images.copy()
+        bad[0, 0, 0, 0] = np.nan
+        with self.assertRaisesRegex(tflite.ExportError, "NaN or Inf"):
+            tflite.convert(self.model, "int8", representative_data=bad, calibration_count=4)
+
+    def test_write_artifact_is_atomic_with_manifest(self):
+        folder = tempfile.mkdtemp()
+        path = os.path.join(folder, "m.tflite")
+        manifest = tflite.write_artifact(path, self.artifacts["int8"], "mobilenet_v2_035", "int8",
+                                         normalization={"scale": 1 / 127.5, "offset": -1}, labels=list("abcdefghij"),
+                                         command="test")
+        self.assertEqual(sorted(os.listdir(folder)), ["m.tflite", "m.tflite.manifest.json"])
+        on_disk = json.load(open(tflite.manifest_path(path)))
+        self.assertEqual(on_disk, json.loads(json.dumps(manifest)))
+        self.assertEqual(on_disk["inputs"][0]["dtype"], "int8")
+        self.assertGreater(on_disk["inputs"][0]["scale"], 0)
+        self.assertEqual(on_disk["input_size"], [48, 48])
+        self.assertEqual(on_disk["versions"]["tensorflow"], "2.21.0")
+
+
+class CorruptFilesTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.content = tflite.convert(_model(size=32), "float32")
+
+    def test_truncated_and_foreign_files_are_refused(self):
+        folder = tempfile.mkdtemp()
+        cases = {"half": self.content[: len(self.content) // 2], "tiny": self.content[:10],
+                 "png": b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "empty": b""}
+        for label, content in cases.items():
+            path = os.path.join(folder, f"{label}.tflite")
+            open(path, "wb").write(content)
+            with self.assertRaises(runtime.ArtifactError, msg=label):
+                runtime.load_interpreter(path)
+        with self.assertRaisesRegex(runtime.ArtifactError, "does not exist"):
+            runtime.read_tflite(os.path.join(folder, "missing.tflite"))
+
+    def test_bit_flipped_files_never_crash_the_process(self):
+        rng = np.random.default_rng(0)
+        outcomes = {"refused": 0, "loaded": 0}
+        for _ in range(12):
+            data = bytearray(self.content)
+            # Flip bits in the flatbuffer's tables (the first KB and the last KB hold the metadata).
+            for pos in rng.integers(0, 1024, size=4).tolist() + (len(data) - 1 - rng.integers(0, 1024, size=4)).tolist():
+                data[pos] ^= 1 << int(rng.integers(0, 8))
+            try:
+                interp = runtime.load_interpreter(bytes(data))
+                runtime.run_batch(interp, np.zeros((1, 32, 32, 3), "float32"))
+                outcomes["loaded"] += 1
+            except runtime.ArtifactError as e:
+                self.assertIn("re-export", str(e))
+                outcomes["refused"] += 1
+        self.assertEqual(sum(outcomes.values()), 12)
+
+
+class BenchmarkTest(tf.test.TestCase):
+
+    def test_benchmark_and_interleaved_compare(self):
+        content = tflite.convert(_model(size=32), "float32")
+        result = runtime.benchmark(content, runs=5, warmup=1)
+        self.assertEqual(result["runs"], 5)
+        self.assertLessEqual(result["min_ms"], result["median_ms"])
+        self.assertLessEqual(result["median_ms"], result["p90_ms"])
+        both = runtime.compare({"a": content, "b": content}, runs=4, warmup=1)
+        self.assertEqual(set(both), {"a", "b"})
+        self.assertEqual(both["a"]["op_counts"], both["b"]["op_counts"])
+
+    def test_bench_script(self):
+        folder = tempfile.mkdtemp()
+        path = os.path.join(folder, "m.tflite")
+        open(path, "wb").write(tflite.convert(_model(size=32), "float32"))
+        cmd = [sys.executable, "-m", "export.cli.bench", path, "--runs=3", "--warmup=1", "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["models"][0]["runs"], 3)
+        bad = os.path.join(folder, "bad.tflite")
+        open(bad, "wb").write(b"not a model at all, really")
+        proc = subprocess.run([sys.executable, "-m", "export.cli.bench", bad], capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("not a TFLite flatbuffer", proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        proc = subprocess.run([sys.executable, "-m", "export.cli.bench", path, "--runs=zero"],
+                              capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 2)
