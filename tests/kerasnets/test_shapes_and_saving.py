@@ -40,7 +40,7 @@ class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
     def test_pooling_without_top(self):
         for pooling in ("avg", "max"):
             model = kerasnets.get_model("ghostnet_050", input_shape=(64, 96, 3), include_top=False, pooling=pooling)
-            self.assertEqual(model.output_shape, (None, 160))
+            self.assertEqual(model.output_shape, (None, 480))
 
     def test_input_tensor_and_family_constructors(self):
         inp = keras.Input((96, 64, 3))
