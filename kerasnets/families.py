@@ -23,6 +23,8 @@ MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2
 
 def mobilenet_v2_spec(width=1.0, name=None, stages=MOBILENET_V2_STAGES):
     """MobileNetV2 (timm/torchvision channel rule: make_divisible(c * width, 8))."""
+    if width <= 0:
+        raise ModelConfigError(f"MobileNetV2 width={width!r} must be positive.")
     ch = lambda c: make_divisible(c * width, 8)  # noqa: E731
     stem = ch(32)
     blocks = [Block("conv", stem, 3, 2, act="relu6")]

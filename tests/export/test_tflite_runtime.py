@@ -170,3 +170,13 @@ class BenchmarkTest(tf.test.TestCase):
         proc = subprocess.run([sys.executable, "-m", "export.cli.bench", path, "--runs=zero"],
                               capture_output=True, text=True)
         self.assertEqual(proc.returncode, 2)
+
+
+class OnnxTest(tf.test.TestCase):
+
+    def test_onnx_matches_keras(self):
+        from export import onnx as kn_onnx
+        model = _model("shufflenet_v2_x0_5", size=64)
+        content = kn_onnx.to_onnx(model)
+        report = kn_onnx.verify_onnx(model, content, _images(4, 64), atol=1e-4)
+        self.assertEqual(report["top1_agreement"], 1.0)
