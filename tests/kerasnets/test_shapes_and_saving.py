@@ -1,4 +1,5 @@
-"""Every model builds at non-square sizes, runs, and round-trips through .keras without Lambda."""
+"""Every model builds at non-square sizes, runs, deploys to the same outputs, and round-trips
+through .keras without Lambda layers (one build per model shared by the checks, for speed)."""
 import os
 import tempfile
 
@@ -7,16 +8,27 @@ import numpy as np
 
 import kerasnets
 from kerasnets.backend import keras, tf
+from tests.kerasnets.test_deploy import randomize_batch_norm
+
+L = keras.layers
 
 
 class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.parameters(*kerasnets.list_models())
-    def test_non_square_sizes_and_keras_round_trip(self, name):
-        x = np.random.default_rng(0).normal(size=(1, 72, 104, 3)).astype("float32")
-        model = kerasnets.get_model(name, input_shape=(72, 104, 3), classes=7)
-        y = model(x)
-        self.assertEqual(y.shape, (1, 7))
+    def test_non_square_sizes_deploy_and_keras_round_trip(self, name):
+        x = np.random.default_rng(0).normal(size=(2, 72, 104, 3)).astype("float32")
+        model = kerasnets.get_model(name, input_shape=(72, 104, 3), classes=7, classifier_activation=None)
+        randomize_batch_norm(model)
+        y = model(x, training=False)
+        self.assertEqual(y.shape, (2, 7))
+        # deploy(): RepGhost fused, every BN folded, same logits within 1e-4.
+        deployed = kerasnets.deploy(model)
+        self.assertLess(np.abs(deployed(x).numpy() - y.numpy()).max(), 1e-4)
+        self.assertEqual((deployed.input_shape, deployed.output_shape), (model.input_shape, model.output_shape))
+        self.assertFalse(any(isinstance(l, L.BatchNormalization) for l in deployed.layers))
+        self.assertFalse(any(l.name.endswith("fusion_add") for l in deployed.layers))
+        self.assertEqual(kerasnets.count_macs(deployed), kerasnets.count_macs(model))
         self.assertFalse([l.name for l in model.layers if type(l).__name__ in ("Lambda", "TFOpLambda")])
         # .keras round trip with the custom layers, loadable in safe mode (no code deserialized).
         path = os.path.join(tempfile.mkdtemp(), f"{name}.keras")
@@ -27,7 +39,7 @@ class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
         os.remove(path)
         # Without the top: 'same' padding rounds up (72x104 -> 3x4 at /32); VGG's valid pools round down.
         features = kerasnets.get_model(name, input_shape=(72, 104, 3), include_top=False)
-        self.assertEqual(features(x).shape[:3], (1, 2, 3) if name == "vgg16" else (1, 3, 4))
+        self.assertEqual(features(x).shape[:3], (2, 2, 3) if name == "vgg16" else (2, 3, 4))
         # A large non-square input builds with static shapes (not run: CPU time).
         big = kerasnets.get_model(name, input_shape=(1080, 1920, 3), classes=3)
         self.assertEqual(big.output_shape, (None, 3))

@@ -1,0 +1,69 @@
+"""Fit the Edge TPU and M55H profiles to their published calibration points, and rewrite the files.
+
+    .venv/bin/python benchmarks/fit_npu_profiles.py [--write]
+
+Edge TPU (edgetpu_usb; edgetpu_devboard inherits the chip): MobileNet v2 224x224 = 2.6 ms,
+EfficientNet-EdgeTPU-S = 5.1 ms (USB Accelerator, desktop host; MISSION.md). Free: the dense
+conv efficiency (conv, 1x1 and the group-conv curve tied to it) and the depthwise efficiency.
+
+M55H (m55h, vnpu111): MobileNetV2 576x320 = 124 fps, 288x160 = 373.7 fps, AXSpine-Middle
+576x320 = 186 fps (Axera's article, input NCHW 1x3xHxW). Free: the dense conv efficiency (conv,
+1x1, and the group-conv curve, whose shape stays as the file states it), the depthwise
+efficiency and the per-op overhead. No per-model factor exists anywhere in the model.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from export import calibrate  # noqa: E402
+from export.profiles import load_profile  # noqa: E402
+from export.tflite import atomic_write  # noqa: E402
+
+DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export", "profiles")
+
+
+def _group_paths(profile, ref):
+    table = load_profile(profile).data["compute"]["efficiency"]["group_conv_by_channels_per_group"]
+    return {f"compute.efficiency.group_conv_by_channels_per_group.{k}": v / ref for k, v in table.items() if k != "1"}
+
+
+def main():
+    write = "--write" in sys.argv
+    jobs = {
+        "edgetpu_usb": ([("mobilenet_v2_100", (224, 224), 2.6), ("efficientnet_edgetpu_s", (224, 224), 5.1)], {
+            "conv": {"paths": {"compute.efficiency.conv": 1.0, "compute.efficiency.conv1x1": 1.0},
+                     "low": 0.01, "high": 1.0},
+            "depthwise": {"paths": {"compute.efficiency.depthwise": 1.0,
+                                    "compute.efficiency.group_conv_by_channels_per_group.1": 1.0},
+                          "low": 0.001, "high": 1.0}}),
+        "m55h": ([("mobilenet_v2_100", (576, 320), 1000 / 124), ("mobilenet_v2_100", (288, 160), 1000 / 373.7),
+                  ("axspine_middle", (576, 320), 1000 / 186)], {
+            "conv": {"paths": {"compute.efficiency.conv": 1.0, "compute.efficiency.conv1x1": 1.0,
+                               **_group_paths("m55h", load_profile("m55h").data["compute"]["efficiency"]["conv"])},
+                     "low": 0.01, "high": 1.0},
+            "depthwise": {"paths": {"compute.efficiency.depthwise": 1.0,
+                                    "compute.efficiency.group_conv_by_channels_per_group.1": 1.0},
+                          "low": 0.001, "high": 1.0},
+            "op_overhead": {"paths": {"compute.op_overhead_s": 1.0}, "low": 0.0, "high": 1e-3}}),
+    }
+    for name, (points, free) in jobs.items():
+        original = json.load(open(os.path.join(DIR, f"{name}.json")))
+        fitted, report = calibrate.fit_profile_to_points(name, points, free)
+        print(name)
+        for r in report:
+            print(f"  {r['model']:24s} {r['input'][0]}x{r['input'][1]}  published {r['measured_ms']:.3f} ms  "
+                  f"fitted {r['predicted_ms']:.3f} ms  ({r['error_pct']:+.2f}%)")
+        print("  fitted fields:", json.dumps(fitted["fitted_fields"]))
+        if write:
+            out = dict(original)
+            out["compute"] = fitted["compute"]
+            out["fitted_to"] = fitted["fitted_to"]
+            out["fitted_fields"] = fitted["fitted_fields"]
+            atomic_write(os.path.join(DIR, f"{name}.json"), json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""`kerasnets-estimate --model=NAME --input_size=HxW --profile=P [--precision=int8|float32] [--threads=N] [--json]`
+
+Predicts how fast a zoo model runs on a hardware profile, layer by layer, with the reason
+for each layer's cost and where it runs (the partitioner's ``max_npu`` placement unless
+``--policy`` says otherwise). ``--chart=FILE.png`` draws the per-layer cost.
+
+`kerasnets-estimate --calibrate [--threads=N] [--quick] [--profile_out=PATH] [--validate]`
+micro-benchmarks kernels in LiteRT on this machine, fits the ``host_cpu`` profile and
+writes it (default: $KERASNETS_PROFILE_DIR/host_cpu.json, else
+~/.config/kerasnets/profiles/host_cpu.json; the profile loader searches both before the
+shipped profiles); ``--validate`` adds the validation report.
+"""
+import json
+import os
+import sys
+
+from absl import flags
+
+from export.cli.zoo_model import build_model
+from kerasnets.cli import print_json, run_main
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Registry model name (see kerasnets-zoo).")
+flags.DEFINE_string("input_size", None, "Input size HEIGHTxWIDTH; the model's default when unset.")
+flags.DEFINE_string("profile", "edgetpu_usb", "Hardware profile name or path to a profile JSON.")
+flags.DEFINE_string("precision", None, "int8 or float32; int8 on NPU profiles, float32 on the CPU by default.")
+flags.DEFINE_integer("threads", 1, "LiteRT CPU threads (host_cpu profile and --calibrate).", lower_bound=1)
+flags.DEFINE_enum("policy", "max_npu", ["max_npu", "float_head", "min_latency"], "Partition policy for placement.")
+flags.DEFINE_integer("classes", 1000, "Classifier width.", lower_bound=1)
+flags.DEFINE_string("shuffle", None, "ShuffleNet channel shuffle form: low_rank or 5d.")
+flags.DEFINE_string("group_conv", None, "Group conv form: native or split.")
+flags.DEFINE_integer("top", 0, "Show only the N most expensive layers (0 = all).", lower_bound=0)
+flags.DEFINE_string("chart", None, "Write a PNG chart of per-layer cost to this path (needs matplotlib).")
+flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
+flags.DEFINE_bool("calibrate", False, "Fit the host_cpu profile from LiteRT micro-benchmarks on this machine.")
+flags.DEFINE_bool("quick", False, "With --calibrate: a third of the kernels (about a minute).")
+flags.DEFINE_bool("validate", False, "With --calibrate: also run the validation report over the zoo.")
+flags.DEFINE_string("profile_out", None, "With --calibrate: where to write the fitted host_cpu profile.")
+
+
+def _model_overrides():
+    out = {}
+    if FLAGS.shuffle:
+        out["shuffle"] = FLAGS.shuffle
+    if FLAGS.group_conv:
+        out["group_conv"] = FLAGS.group_conv
+    return out
+
+
+def _check_threads(profile):
+    if not profile.is_npu and profile["threads"] != FLAGS.threads:
+        raise ValueError(f"profile {profile.name} was fitted with {profile['threads']} thread(s), not --threads="
+                         f"{FLAGS.threads}; recalibrate with --calibrate --threads={FLAGS.threads} or drop --threads.")
+
+
+def _calibrate():
+    from export import calibrate
+    from export.tflite import atomic_write
+    from export.profiles import USER_PROFILE_DIR
+    out = FLAGS.profile_out or os.path.join(os.environ.get("KERASNETS_PROFILE_DIR") or USER_PROFILE_DIR,
+                                            "host_cpu.json")
+    log = (lambda s: print(s, file=sys.stderr)) if not FLAGS.json else None
+    samples, overhead = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick, log=log)
+    data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads)
+    atomic_write(out, json.dumps(data, indent=1) + "\n")
+    result = {"profile_out": out, "samples": len(samples), "fit": data["fit"]}
+    if FLAGS.validate:
+        report = calibrate.validate_host_profile(out, threads=FLAGS.threads, log=log)
+        result["validation"] = {k: report[k] for k in ("summary", "worst", "method")}
+        if not FLAGS.json:
+            print(calibrate.format_validation(report))
+    if FLAGS.json:
+        print_json(result)
+    else:
+        print(f"host_cpu profile fitted on {len(samples)} kernel samples, written to {out}")
+        for key, v in sorted(data["fit"].items()):
+            print(f"  {key:24s} {v['samples']:3d} samples, mean |error| {v['mean_abs_pct_error']:.1f}%")
+    return 0
+
+
+def _chart(result, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--chart needs matplotlib; pip install matplotlib or drop --chart.") from None
+    from export.tflite import atomic_write
+    import io
+    rows = [r for r in result["layers"] if r["latency_ms"] > 0]
+    colors = {"npu": "tab:blue", "cpu": "tab:orange", "link": "tab:gray"}
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.12), 4))
+    ax.bar(range(len(rows)), [r["latency_ms"] for r in rows], color=[colors.get(r["placement"], "k") for r in rows])
+    ax.set_ylabel("ms")
+    ax.set_title(f"{result['model']} on {result['profile']}: {result['totals']['latency_ms']:.2f} ms "
+                 "(blue NPU, orange CPU, grey link)")
+    ax.set_xticks([])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    atomic_write(path, buf.getvalue())
+
+
+def main(argv):
+    if FLAGS.calibrate:
+        return _calibrate()
+    from export import cost
+    from export.profiles import load_profile
+    profile = load_profile(FLAGS.profile)
+    _check_threads(profile)
+    precision = FLAGS.precision or profile.default_precision()
+    if precision not in cost.ELEMENT_BYTES:
+        raise ValueError(f"--precision={precision!r} is unknown; use int8 or float32.")
+    model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, _model_overrides())
+    result = cost.estimate(model, profile, precision=precision, policy=FLAGS.policy)
+    if FLAGS.chart:
+        _chart(result, FLAGS.chart)
+    if FLAGS.json:
+        t = result["totals"]
+        print_json({"model": FLAGS.model, "input_size": [h, w], "profile": profile.name, "precision": precision,
+                    "policy": FLAGS.policy, "latency_ms": t["latency_ms"], "fps": t["fps"],
+                    "mac_utilization": t["mac_utilization"], "totals": t, "layers": result["layers"]})
+    else:
+        print(cost.format_table(result, top=FLAGS.top or None))
+    return 0
+
+
+def run():
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()

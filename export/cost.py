@@ -1,0 +1,706 @@
+"""The accelerator cost estimator: per-layer latency of a Keras model on a hardware profile.
+
+Two steps, so that re-costing is cheap (the fits and the partitioner's ``min_latency``
+policy cost the same graph many times):
+
+* :func:`analyze` walks the Keras graph once and describes every layer as an :class:`Op`
+  the way the TFLite converter will emit it: op kind, TFLite ops, shapes, MACs (from
+  :func:`kerasnets.stats.layer_macs`, so totals agree with the zoo's reference counts),
+  weights, and fusion (a BatchNorm folded into its conv, a ReLU fused into its conv or
+  add, a RepGhost identity branch re-parameterized away, Dropout removed).
+* :func:`estimate_graph` costs the ops on a profile for a placement (NPU or CPU per op)
+  and sums them into totals: latency, fps, MAC utilization, parameter cache used and
+  streamed, and the transfers across the host link.
+
+On an NPU profile an op costs ``overhead * tflite_ops + max(compute, memory)`` where
+compute is the MACs after channel-alignment padding over ``peak * efficiency(kind,
+shape)``, and memory is the bytes it moves (activations with channels padded, plus its
+parameters, read from the on-chip cache or streamed when the cache is full) over the
+bandwidth that applies. Concat, shuffle, slice, pooling and element-wise ops have no MACs
+and cost memory traffic. On a CPU profile each op kind has a fitted linear predictor
+(:mod:`export.calibrate`). Every row carries a ``reason`` saying which effect set its cost.
+
+:func:`estimate` does both for a model, placing ops with the partitioner's default policy.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from export.profiles import load_profile
+from kerasnets.backend import keras
+from kerasnets.stats import layer_macs
+
+L = keras.layers
+
+ELEMENT_BYTES = {"int8": 1, "int16": 2, "float16": 2, "float32": 4}
+CONV_KINDS = ("conv", "depthwise", "group_conv", "dense")
+# Op kinds whose cost is memory traffic, and the memory_ops efficiency each one uses.
+MEMORY_GROUP = {"add": "elementwise", "multiply": "elementwise", "batchnorm": "elementwise",
+                "activation": "elementwise", "softmax": "elementwise", "concat": "concat", "slice": "slice",
+                "shuffle": "shuffle", "max_pool": "pool", "avg_pool": "pool", "global_pool": "pool",
+                "adaptive_pool": "pool", "reshape": "reshape"}
+FUSABLE_ACTIVATIONS = ("relu", "relu6")
+FREE_KINDS = ("input", "identity")
+
+
+@dataclasses.dataclass
+class Op:
+    """One Keras layer as the converter will emit it."""
+    index: int
+    name: str
+    class_name: str
+    kind: str
+    tflite_ops: tuple
+    inputs: list
+    in_shapes: list
+    out_shape: tuple
+    macs: int = 0
+    weights: int = 0
+    biases: int = 0
+    kernel: tuple = ()
+    strides: tuple = ()
+    groups: int = 1
+    cin: int = 0
+    cout: int = 0
+    form: str = ""            # group conv: native | split; shuffle: low_rank | 5d
+    activation: str = "linear"
+    nonunit_dims: int = 0     # most non-unit dims of any tensor the op makes (batch 1)
+    fused_into: str = ""      # name of the op this one is folded / fused into
+    fused_note: str = ""
+    consumers: list = dataclasses.field(default_factory=list)
+
+    @property
+    def is_free(self):
+        return self.kind in FREE_KINDS or bool(self.fused_into)
+
+    def elements_in(self):
+        return sum(int(np.prod(s)) for s in self.in_shapes)
+
+    def elements_out(self):
+        return int(np.prod(self.out_shape)) if self.out_shape else 0
+
+
+@dataclasses.dataclass
+class ModelGraph:
+    """The ops of a model in graph order, with the names of its inputs and outputs."""
+    name: str
+    ops: list
+    inputs: list
+    outputs: list
+
+    def __post_init__(self):
+        self.by_name = {op.name: op for op in self.ops}
+
+    def head_of(self, op):
+        """The op that ``op`` is fused into (itself when not fused)."""
+        while op.fused_into:
+            op = self.by_name[op.fused_into]
+        return op
+
+    def total_macs(self):
+        return sum(op.macs for op in self.ops)
+
+    def float_head_start(self):
+        """Index of the first op of the classifier head that follows the pooled features, or None.
+
+        The head is the longest single-input chain ending at the model output made of
+        dense, flatten/reshape, dropout, activation, adaptive pooling and 1x1 convs on a
+        1x1 map (a pooled conv head); the op before it yields the pooled features.
+        """
+        head_kinds = ("dense", "reshape", "identity", "activation", "softmax", "adaptive_pool", "batchnorm")
+        if len(self.outputs) != 1:
+            return None
+        op = self.by_name[self.outputs[0]]
+        start = None
+        while True:
+            spatial_1x1 = len(op.out_shape) == 3 and op.out_shape[0] == op.out_shape[1] == 1
+            pooled_conv = op.kind == "conv" and spatial_1x1 and op.in_shapes[0][:2] == (1, 1)
+            if (op.kind in head_kinds or pooled_conv or op.fused_into) and len(op.inputs) == 1:
+                start = op.index
+                op = self.by_name[op.inputs[0]]
+                if op.kind == "input":
+                    return None
+                continue
+            break
+        if start is None:
+            return None
+        suffix = {o.name for o in self.ops[start:]}
+        for o in self.ops[start:]:
+            for src in o.inputs:
+                if src not in suffix and src != self.ops[start].inputs[0]:
+                    return None
+        return start
+
+
+def _unwrap(layer):
+    return getattr(layer, "layer", layer) if type(layer).__name__.startswith("QuantizeWrapper") else layer
+
+
+def _shapes(shape):
+    """Keras shape(s) -> list of tuples without the batch axis."""
+    if isinstance(shape, list):
+        return [tuple(int(d) if d is not None else 1 for d in s[1:]) for s in shape]
+    return [tuple(int(d) if d is not None else 1 for d in shape[1:])]
+
+
+def _act_name(activation):
+    # tfmot's QuantizeAwareActivation keeps the original activation in `.activation`.
+    while hasattr(activation, "activation") and not hasattr(activation, "__name__"):
+        activation = activation.activation
+    if type(activation).__name__ == "NoOpActivation":  # tfmot: activation quantized elsewhere (linear here)
+        return "linear"
+    name = getattr(activation, "__name__", str(activation))
+    return {"linear": "linear", "relu": "relu", "relu6": "relu6", "softmax": "softmax", "sigmoid": "sigmoid",
+            "tanh": "tanh", "swish": "swish", "silu": "swish", "hard_sigmoid": "hard_sigmoid"}.get(name, name)
+
+
+def _nonunit(shape):
+    return sum(1 for d in shape if d != 1)
+
+
+def _describe(index, layer, inputs):
+    inner = _unwrap(layer)
+    cls = type(inner).__name__
+    in_shapes = _shapes(layer.input_shape) if inputs else []
+    out_shape = _shapes(layer.output_shape)[0]
+    op = Op(index, layer.name, cls, "unknown", (cls.upper(),), inputs, in_shapes, out_shape)
+    op.nonunit_dims = max([_nonunit(out_shape)] + [_nonunit(s) for s in in_shapes])
+    if isinstance(inner, L.InputLayer):
+        op.kind, op.tflite_ops = "input", ()
+    elif cls == "QuantizeLayer":
+        op.kind, op.tflite_ops = "identity", ()
+    elif isinstance(inner, L.DepthwiseConv2D):
+        op.kind, op.tflite_ops = "depthwise", ("DEPTHWISE_CONV_2D",)
+        op.kernel, op.strides = tuple(inner.kernel_size), tuple(inner.strides)
+        op.cin, op.cout = in_shapes[0][-1], out_shape[-1]
+        op.groups = op.cin
+        op.weights = int(np.prod(inner.kernel_size)) * op.cout
+        op.biases = op.cout if inner.use_bias else 0
+        op.activation = _act_name(inner.activation)
+    elif isinstance(inner, L.Conv2D):
+        op.kernel, op.strides = tuple(inner.kernel_size), tuple(inner.strides)
+        op.cin, op.cout, op.groups = in_shapes[0][-1], out_shape[-1], int(inner.groups)
+        op.weights = int(np.prod(inner.kernel_size)) * (op.cin // op.groups) * op.cout
+        op.biases = op.cout if inner.use_bias else 0
+        op.activation = _act_name(inner.activation)
+        if cls == "GroupConv2D" and op.groups > 1:
+            op.kind, op.form = "group_conv", "split"
+            op.tflite_ops = ("SPLIT",) + ("CONV_2D",) * op.groups + ("CONCATENATION",)
+        elif op.groups > 1:
+            op.kind, op.form, op.tflite_ops = "group_conv", "native", ("CONV_2D",)
+        else:
+            op.kind, op.tflite_ops = "conv", ("CONV_2D",)
+    elif isinstance(inner, L.Dense):
+        op.kind, op.tflite_ops = "dense", ("FULLY_CONNECTED",)
+        op.cin, op.cout = in_shapes[0][-1], out_shape[-1]
+        op.weights, op.biases = op.cin * op.cout, (op.cout if inner.use_bias else 0)
+        op.activation = _act_name(inner.activation)
+        if op.activation == "softmax":
+            op.tflite_ops = ("FULLY_CONNECTED", "SOFTMAX")
+    elif isinstance(inner, L.BatchNormalization):
+        op.kind, op.tflite_ops = "batchnorm", ("MUL", "ADD")
+        op.cin = op.cout = out_shape[-1]
+        op.biases = 2 * op.cout
+    elif isinstance(inner, L.ReLU):
+        slope = float(inner.negative_slope) if inner.negative_slope is not None else 0.0
+        mx = None if inner.max_value is None else float(inner.max_value)
+        op.kind = "activation"
+        op.activation = "leaky_relu" if slope else ("relu6" if mx == 6.0 else ("relu" if mx is None else "relu_n"))
+        op.tflite_ops = (op.activation.upper(),)
+    elif isinstance(inner, L.Activation):
+        op.activation = _act_name(inner.activation)
+        op.kind = "softmax" if op.activation == "softmax" else ("identity" if op.activation == "linear" else "activation")
+        op.tflite_ops = {"sigmoid": ("LOGISTIC",), "linear": ()}.get(op.activation, (op.activation.upper(),))
+    elif cls in ("HardSwish", "HardSigmoid"):
+        op.kind = "activation"
+        op.activation = "hard_swish" if cls == "HardSwish" else "hard_sigmoid"
+        op.tflite_ops = ("HARD_SWISH",) if cls == "HardSwish" else ("ADD", "MUL")
+    elif isinstance(inner, L.Softmax):
+        op.kind, op.activation, op.tflite_ops = "softmax", "softmax", ("SOFTMAX",)
+    elif isinstance(inner, L.Add):
+        op.kind, op.tflite_ops = "add", ("ADD",) * max(1, len(inputs) - 1)
+    elif isinstance(inner, L.Multiply):
+        op.kind, op.tflite_ops = "multiply", ("MUL",) * max(1, len(inputs) - 1)
+    elif isinstance(inner, L.Concatenate):
+        op.kind, op.tflite_ops = "concat", ("CONCATENATION",)
+    elif cls == "ChannelSlice":
+        op.kind, op.tflite_ops = "slice", ("STRIDED_SLICE",)
+    elif cls == "ChannelShuffle":
+        op.kind, op.form = "shuffle", inner.mode
+        op.groups = int(inner.groups)
+        h, w, c = in_shapes[0]
+        inner_shape = (h * w, op.groups, c // op.groups) if inner.mode == "low_rank" else (h, w, op.groups, c // op.groups)
+        op.nonunit_dims = max(op.nonunit_dims, _nonunit(inner_shape))
+        op.tflite_ops = ("RESHAPE", "TRANSPOSE", "RESHAPE")
+    elif isinstance(inner, L.MaxPooling2D):
+        op.kind, op.tflite_ops = "max_pool", ("MAX_POOL_2D",)
+        op.kernel, op.strides = tuple(inner.pool_size), tuple(inner.strides)
+    elif isinstance(inner, L.AveragePooling2D):
+        op.kind, op.tflite_ops = "avg_pool", ("AVERAGE_POOL_2D",)
+        op.kernel, op.strides = tuple(inner.pool_size), tuple(inner.strides)
+    elif isinstance(inner, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
+        op.kind = "global_pool"
+        op.tflite_ops = ("MEAN",) if isinstance(inner, L.GlobalAveragePooling2D) else ("REDUCE_MAX",)
+        op.kernel = tuple(in_shapes[0][:2])
+    elif cls == "AdaptiveAveragePooling2D":
+        op.kind = "adaptive_pool"
+        (h, w, _), (oh, ow) = in_shapes[0], inner.output_size
+        if (h, w) == (oh, ow):
+            op.kind, op.tflite_ops = "identity", ()
+        elif h % oh == 0 and w % ow == 0:
+            op.tflite_ops = ("AVERAGE_POOL_2D",)
+            op.kernel = (h // oh, w // ow)
+        else:
+            op.tflite_ops = ("STRIDED_SLICE", "MEAN") * (oh * ow) + ("PACK",) * (oh + 1)
+    elif isinstance(inner, (L.Flatten, L.Reshape)):
+        op.kind, op.tflite_ops = "reshape", ("RESHAPE",)
+    elif isinstance(inner, (L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout)):
+        op.kind, op.tflite_ops = "identity", ()
+    op.macs = int(layer_macs(layer))
+    return op
+
+
+def _inbound_names(layer_config):
+    nodes = layer_config.get("inbound_nodes") or []
+    if not nodes:
+        return []
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3 style config, not expected with tf_keras
+        node = node.get("args", [])
+    return [entry[0] for entry in node]
+
+
+def _fuse(graph):
+    """Mark what the converter folds away: BN into convs, ReLU into convs/adds, RepGhost identity BNs."""
+    by = graph.by_name
+    for op in graph.ops:
+        for src in op.inputs:
+            by[src].consumers.append(op.name)
+    for name in graph.outputs:
+        by[name].consumers.append("<output>")
+
+    def sole(src, dst):
+        return by[src].consumers == [dst]
+
+    for op in graph.ops:
+        if op.kind == "add" and len(op.inputs) == 2:
+            a, b = (by[n] for n in op.inputs)
+            for bn_dw, bn_id in ((a, b), (b, a)):
+                if bn_dw.kind == bn_id.kind == "batchnorm" and by[bn_dw.inputs[0]].kind == "depthwise" \
+                        and by[bn_dw.inputs[0]].inputs == bn_id.inputs and sole(bn_dw.name, op.name) \
+                        and sole(bn_id.name, op.name):
+                    dw = by[bn_dw.inputs[0]]
+                    note = f"re-parameterized into {dw.name} (RepGhost: BN identity branch becomes the centre tap)"
+                    bn_id.fused_into, bn_id.fused_note = dw.name, note
+                    op.fused_into, op.fused_note = dw.name, note
+                    break
+        if op.kind == "batchnorm" and not op.fused_into:
+            src = by[op.inputs[0]]
+            if src.kind in CONV_KINDS and not src.fused_into and src.activation == "linear" and sole(src.name, op.name):
+                op.fused_into, op.fused_note = src.name, f"folded into {src.name} (BatchNorm folding)"
+                if not src.biases:
+                    src.biases = src.cout
+                op.biases = 0
+        if op.kind == "activation" and op.activation in FUSABLE_ACTIVATIONS and not op.fused_into:
+            src = by[op.inputs[0]]
+            head = graph.head_of(src)
+            if (head.kind in CONV_KINDS + ("add", "multiply")) and head.activation == "linear" \
+                    and sole(src.name, op.name) and (src is head or src.fused_into == head.name):
+                head.activation = op.activation
+                op.fused_into, op.fused_note = head.name, f"fused into {head.name} as its {op.activation.upper()} activation"
+    for op in graph.ops:
+        if op.fused_into:
+            op.fused_into = graph.head_of(by[op.fused_into]).name
+
+
+def analyze(model):
+    """Describe every layer of a functional Keras model (float, QAT-wrapped or deployed) as an :class:`Op`."""
+    if not getattr(model, "_is_graph_network", False):
+        raise ValueError(f"the estimator needs a functional Keras model, got {type(model).__name__}; "
+                         "build it with the functional API (kerasnets.get_model does).")
+    config = model.get_config()
+    cfgs = {c["name"]: c for c in config["layers"]}
+    ops = []
+    for i, layer in enumerate(model.layers):
+        cfg = cfgs.get(layer.name, {})
+        ops.append(_describe(i, layer, _inbound_names(cfg)))
+    graph = ModelGraph(model.name, ops, [x[0] for x in config["input_layers"]],
+                       [x[0] for x in config["output_layers"]])
+    _fuse(graph)
+    return graph
+
+
+# ---------------------------------------------------------------- costing ----
+
+def _align(c, a):
+    return int(math.ceil(c / a) * a) if c else 0
+
+
+def _padded_channels(shape, a):
+    return tuple(shape[:-1]) + (_align(shape[-1], a),) if shape else shape
+
+
+def _act_bytes(shapes, elem, align=1):
+    return sum(int(np.prod(_padded_channels(s, align))) for s in shapes) * elem
+
+
+def _param_bytes(op, precision):
+    elem = ELEMENT_BYTES[precision]
+    return op.weights * elem + op.biases * (4 if precision in ("int8", "int16") else elem)
+
+
+def _fmt_count(n):
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(int(n))
+
+
+def _npu_row(op, profile, precision, cache):
+    comp = profile["compute"]
+    mem = profile["memory"]
+    a = comp["channel_alignment"]
+    peak = comp["peak_macs_per_s"][precision]
+    eff_table = comp["efficiency"]
+    elem = ELEMENT_BYTES[precision]
+    row = {"padded_macs": 0, "efficiency": None, "compute_ms": 0.0, "memory_ms": 0.0, "stream_ms": 0.0}
+    reasons = []
+    n_ops = len(op.tflite_ops) or 1
+    in_bytes = _act_bytes(op.in_shapes, elem, a)
+    out_bytes = _act_bytes([op.out_shape], elem, a)
+    act_bytes = in_bytes + out_bytes
+    spill = max(0, act_bytes - mem["activation_bytes"])
+    mem_s = (act_bytes - spill) / mem["onchip_bandwidth_bytes_per_s"] + spill / mem["offchip_bandwidth_bytes_per_s"]
+    if spill:
+        reasons.append(f"activations {_fmt_count(act_bytes)}B exceed the {_fmt_count(mem['activation_bytes'])}B "
+                       "on-chip activation memory, the excess goes off-chip")
+    compute_s = 0.0
+    if op.kind in CONV_KINDS:
+        positions = int(np.prod(op.out_shape[:-1])) if op.kind != "dense" else int(np.prod(op.out_shape[:-1]) or 1)
+        k = int(np.prod(op.kernel)) if op.kernel else 1
+        cout_p = _align(op.cout, a)
+        if op.kind == "depthwise":
+            padded = positions * cout_p * k
+            eff = eff_table["depthwise"]
+            reasons.append(f"depthwise {op.kernel[0]}x{op.kernel[1]}: {k} MACs per output, runs at "
+                           f"{eff:.0%} of peak")
+        elif op.kind == "group_conv" and op.form == "split":
+            g = op.groups
+            cpg_in, cpg_out = op.cin // g, op.cout // g
+            padded = g * positions * _align(cpg_out, a) * _align(cpg_in, a) * k
+            eff = eff_table["conv"] if k > 1 else eff_table["conv1x1"]
+            reasons.append(f"group conv split into {g} convs of {cpg_in}->{cpg_out} channels plus SPLIT and "
+                           f"CONCATENATION ({n_ops} ops), each padded to {a} channels")
+        elif op.kind == "group_conv":
+            cpg = op.cin // op.groups
+            padded = positions * cout_p * cpg * k
+            eff = profile.group_conv_efficiency(cpg)
+            best = profile.best_channels_per_group()
+            reasons.append(f"group conv at {cpg} channels per group runs at {eff:.0%} of peak"
+                           + (" (the profile's best)" if cpg == best else f" (best at {best} per group)"))
+        elif op.kind == "dense":
+            padded = positions * cout_p * _align(op.cin, a)
+            eff = eff_table["dense"]
+            reasons.append(f"fully connected runs at {eff:.0%} of peak")
+        else:
+            padded = positions * cout_p * _align(op.cin, a) * k
+            key = "conv1x1" if k == 1 else "conv"
+            eff = eff_table[key]
+            reasons.append(f"{'1x1' if k == 1 else f'{op.kernel[0]}x{op.kernel[1]}'} conv runs at {eff:.0%} of peak")
+        if op.macs and padded > op.macs * 1.001:
+            chan = []
+            if op.kind != "group_conv" or op.form == "native":
+                if _align(op.cin, a) != op.cin and op.kind not in ("depthwise", "group_conv"):
+                    chan.append(f"in {op.cin}->{_align(op.cin, a)}")
+                if cout_p != op.cout:
+                    chan.append(f"out {op.cout}->{cout_p}")
+            pad_txt = ", ".join(chan) if chan else "per group"
+            reasons.append(f"channels padded to the alignment of {a} ({pad_txt}): "
+                           f"{padded / op.macs - 1:.0%} extra MACs")
+        compute_s = padded / (peak * eff)
+        row["padded_macs"], row["efficiency"] = int(padded), eff
+        pbytes = _param_bytes(op, precision)
+        mem_s += pbytes / mem["onchip_bandwidth_bytes_per_s"]
+        if pbytes:
+            if cache["used"] + pbytes <= mem["param_cache_bytes"]:
+                cache["used"] += pbytes
+                row["param_cache"] = "cached"
+            else:
+                cache["streamed"] += pbytes
+                bw = mem["host_link_bandwidth_bytes_per_s"] if mem["param_stream_from"] == "host_link" \
+                    else mem["offchip_bandwidth_bytes_per_s"]
+                row["stream_ms"] = pbytes / bw * 1e3
+                row["param_cache"] = "streamed"
+                reasons.append(f"{_fmt_count(pbytes)}B of parameters do not fit the remaining parameter cache: "
+                               f"streamed from {'the host' if mem['param_stream_from'] == 'host_link' else 'off-chip memory'}"
+                               " every inference")
+    elif op.kind in MEMORY_GROUP:
+        group = MEMORY_GROUP[op.kind]
+        eff_mem = profile["memory_ops"][group]
+        mem_s = act_bytes / (mem["onchip_bandwidth_bytes_per_s"] * eff_mem)
+        what = {"concat": "concat copies its inputs", "shuffle": "channel shuffle is a reshape-transpose-reshape "
+                "copy", "slice": "channel slice copies its part", "pool": "pooling reads its input once",
+                "elementwise": "element-wise op reads its inputs and writes its output",
+                "reshape": "reshape"}[group]
+        reasons.append(f"{what}: no MACs, {_fmt_count(act_bytes)}B of memory traffic")
+    row["compute_ms"] = compute_s * 1e3
+    row["memory_ms"] = mem_s * 1e3
+    overhead_s = comp["op_overhead_s"] * n_ops
+    row["overhead_ms"] = overhead_s * 1e3
+    row["bound"] = "compute" if compute_s >= mem_s else "memory"
+    row["latency_ms"] = (overhead_s + max(compute_s, mem_s)) * 1e3 + row["stream_ms"]
+    if op.kind in MEMORY_GROUP and op.kind != "reshape":
+        row["bound"] = "memory"
+    if overhead_s > max(compute_s, mem_s):
+        row["bound"] = "overhead"
+        reasons.append(f"fixed per-op overhead ({n_ops} op{'s' if n_ops > 1 else ''}) dominates")
+    row["bytes_in"], row["bytes_out"] = in_bytes, out_bytes
+    row["channels_padded"] = _align(op.out_shape[-1], a) if op.out_shape else 0
+    row["reason"] = "; ".join(reasons)
+    return row
+
+
+def cpu_predictor_kind(op):
+    """Which fitted predictor of a CPU profile costs ``op``."""
+    if op.kind == "conv":
+        return "conv1x1" if op.kernel == (1, 1) else "conv"
+    if op.kind == "batchnorm":
+        return "multiply"
+    if op.kind == "adaptive_pool":
+        return "avg_pool"
+    return op.kind
+
+
+def cpu_features(op, precision):
+    """(MACs-like work, bytes) of ``op`` on a CPU: the two variables of the linear predictors."""
+    elem = ELEMENT_BYTES[precision]
+    work = op.macs
+    if op.kind in ("max_pool", "avg_pool", "adaptive_pool", "global_pool"):
+        work = op.elements_out() * (int(np.prod(op.kernel)) if op.kernel else 1)
+    elif op.kind in MEMORY_GROUP:
+        work = op.elements_out()
+    return work, _act_bytes(op.in_shapes + [op.out_shape], elem) + _param_bytes(op, precision)
+
+
+def _cpu_row(op, profile, precision, speed_factor):
+    table = profile["predictors"][precision]
+    kind = cpu_predictor_kind(op)
+    fallback = {"conv1x1": "conv", "group_conv": "conv", "depthwise": "conv", "dense": "conv",
+                "multiply": "add", "activation": "add", "softmax": "add", "concat": "add", "slice": "add",
+                "shuffle": "add", "max_pool": "add", "avg_pool": "add", "global_pool": "add", "reshape": "add"}
+    used = kind if kind in table else fallback.get(kind, "add")
+    coef = table[used]
+    work, nbytes = cpu_features(op, precision)
+    parts = {"fixed": coef["fixed_s"], "compute": coef["per_mac_s"] * work, "memory": coef["per_byte_s"] * nbytes}
+    extra = 0.0
+    if op.kind == "group_conv" and op.form == "split" and "group_conv" not in table:
+        extra = (op.groups + 1) * table.get("slice", table["add"])["fixed_s"]
+    n = len(op.tflite_ops) if op.kind in ("batchnorm", "adaptive_pool") else 1
+    t = (sum(parts.values()) * n + extra) / speed_factor
+    bound = max(parts, key=parts.get)
+    reason = f"fitted {used} predictor ({profile.name}, {precision})"
+    if used != kind:
+        reason += f", no {kind} predictor fitted"
+    if speed_factor != 1.0:
+        reason += f", host speed factor {speed_factor:g}"
+    return {"padded_macs": int(op.macs), "efficiency": None, "compute_ms": parts["compute"] * n / speed_factor * 1e3,
+            "memory_ms": parts["memory"] * n / speed_factor * 1e3, "overhead_ms": parts["fixed"] * n / speed_factor * 1e3,
+            "stream_ms": 0.0, "latency_ms": t * 1e3, "bound": {"fixed": "overhead"}.get(bound, bound),
+            "bytes_in": _act_bytes(op.in_shapes, ELEMENT_BYTES[precision]),
+            "bytes_out": _act_bytes([op.out_shape], ELEMENT_BYTES[precision]),
+            "channels_padded": op.out_shape[-1] if op.out_shape else 0, "reason": reason}
+
+
+def _transfer_row(name, nbytes, profile, extra_s=0.0, why=""):
+    mem = profile["memory"]
+    t = nbytes / mem["host_link_bandwidth_bytes_per_s"] + mem["host_link_latency_s"] + extra_s
+    return {"name": name, "kind": "transfer", "tflite_ops": [], "placement": "link", "precision": "",
+            "macs": 0, "padded_macs": 0, "params": 0, "bytes_in": nbytes, "bytes_out": nbytes,
+            "channels_padded": 0, "compute_ms": 0.0, "memory_ms": t * 1e3, "overhead_ms": 0.0, "stream_ms": 0.0,
+            "latency_ms": t * 1e3, "bound": "link", "efficiency": None,
+            "reason": f"{_fmt_count(nbytes)}B over the host link "
+                      f"({mem['host_link_bandwidth_bytes_per_s'] / 1e6:.0f} MB/s + {mem['host_link_latency_s'] * 1e6:.0f} us)"
+                      + (f"; {why}" if why else "")}
+
+
+def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision="float32"):
+    """Cost an analyzed graph on ``profile``.
+
+    Args:
+      graph: a :class:`ModelGraph` from :func:`analyze`.
+      profile: a profile name or :class:`export.profiles.Profile`.
+      precision: the NPU's (or the CPU profile's) precision; the profile's default if None.
+      placement: op name -> ``"npu"`` or ``"cpu"`` for every non-free op (fused ops follow
+        their head); all-NPU is *not* assumed: None means every op on the NPU for an NPU
+        profile (use :func:`estimate` for the partitioner's placement) and on the CPU for a
+        CPU profile.
+      cpu_precision: precision of what runs on the host CPU next to an NPU.
+
+    Returns a dict with ``layers`` (one row per op, plus transfer rows) and ``totals``.
+    """
+    profile = load_profile(profile)
+    precision = precision or profile.default_precision()
+    if precision not in ELEMENT_BYTES:
+        raise ValueError(f"precision {precision!r} is unknown; use one of {sorted(ELEMENT_BYTES)}.")
+    host, speed = profile.host()
+    if not profile.is_npu and precision not in profile["predictors"]:
+        raise ValueError(f"profile {profile.name} has no {precision} predictors; use one of "
+                         f"{sorted(profile['predictors'])} or recalibrate.")
+    if profile.is_npu and cpu_precision not in host["predictors"]:
+        cpu_precision = host.default_precision()
+    cache = {"used": 0, "streamed": 0}
+    rows = []
+    place_of = {}
+    prev_device = "host"
+    segments = 0
+    link = {"bytes": 0}
+    for op in graph.ops:
+        head = graph.head_of(op)
+        if op.kind == "input":
+            device = "host"
+        elif not profile.is_npu:
+            device = "cpu"
+        elif placement is None:
+            device = "npu"
+        else:
+            device = placement.get(head.name, placement.get(op.name, "cpu"))
+        if op.kind == "identity" and op.inputs:
+            device = place_of.get(op.inputs[0], device)
+        place_of[op.name] = device
+        row = {"name": op.name, "kind": op.kind, "class_name": op.class_name, "tflite_ops": list(op.tflite_ops),
+               "placement": device, "macs": op.macs, "params": op.weights + op.biases,
+               "in_shapes": [list(s) for s in op.in_shapes], "out_shape": list(op.out_shape),
+               "activation": op.activation if op.kind in CONV_KINDS + ("add", "multiply") else ""}
+        if op.kind == "input":
+            row.update(precision="", padded_macs=0, bytes_in=0, bytes_out=0, channels_padded=op.out_shape[-1],
+                       compute_ms=0.0, memory_ms=0.0, overhead_ms=0.0, stream_ms=0.0, latency_ms=0.0, bound="",
+                       efficiency=None, reason="model input")
+            rows.append(row)
+            continue
+        # Tensors crossing between host/CPU and NPU.
+        if profile.is_npu and device in ("npu", "cpu"):
+            for src in op.inputs:
+                from_host = place_of.get(src, "host") == "host"
+                src_dev = "cpu" if from_host else place_of[src]
+                if src_dev != device:
+                    key = (src, device)
+                    if key in link:
+                        continue
+                    link[key] = True
+                    src_op = graph.by_name[src]
+                    nbytes = _act_bytes([src_op.out_shape], ELEMENT_BYTES[precision])
+                    if device == "npu":
+                        first = from_host
+                        why = "model input to the NPU" if first else "CPU island back to the NPU"
+                        extra = 0.0 if first else profile["segments"]["cpu_round_trip_s"]
+                        rows.append(_transfer_row(f"<to npu: {src}>", nbytes, profile, extra, why))
+                    else:
+                        rows.append(_transfer_row(f"<to cpu: {src}>", nbytes, profile, 0.0,
+                                                  "boundary tensor from the NPU to the CPU"))
+        if op.is_free:
+            free_precision = {"npu": precision, "cpu": cpu_precision if profile.is_npu else precision}
+            row.update(precision=free_precision.get(device, ""), padded_macs=0, bytes_in=0, bytes_out=0,
+                       channels_padded=op.out_shape[-1] if op.out_shape else 0,
+                       compute_ms=0.0, memory_ms=0.0, overhead_ms=0.0, stream_ms=0.0, latency_ms=0.0, bound="",
+                       efficiency=None, reason=op.fused_note or "removed at inference (no op)")
+            rows.append(row)
+            continue
+        if device == "npu":
+            row["precision"] = precision
+            row.update(_npu_row(op, profile, precision, cache))
+        elif profile.is_npu:
+            row["precision"] = cpu_precision
+            row.update(_cpu_row(op, host, cpu_precision, speed))
+        else:
+            row["precision"] = precision
+            row.update(_cpu_row(op, profile, precision, 1.0))
+        if op.kind == "unknown":
+            row["reason"] += f"; layer {op.class_name} is not modeled, costed as a generic op"
+        rows.append(row)
+    if profile.is_npu:
+        for name in graph.outputs:
+            if place_of.get(name) == "npu":
+                rows.append(_transfer_row(f"<to host: {name}>", _act_bytes([graph.by_name[name].out_shape],
+                                                                           ELEMENT_BYTES[precision]),
+                                          profile, 0.0, "model output back to the host"))
+    totals = _totals(graph, rows, profile, precision, cache, host, cpu_precision)
+    return {"model": graph.name, "profile": profile.name, "precision": precision, "layers": rows, "totals": totals}
+
+
+def _totals(graph, rows, profile, precision, cache, host, cpu_precision):
+    npu_ms = sum(r["latency_ms"] for r in rows if r["placement"] == "npu")
+    cpu_ms = sum(r["latency_ms"] for r in rows if r["placement"] == "cpu")
+    link_ms = sum(r["latency_ms"] for r in rows if r["placement"] == "link")
+    any_cpu = any(r["placement"] == "cpu" for r in rows)
+    any_npu = any(r["placement"] == "npu" for r in rows)
+    if profile.is_npu:
+        invoke_ms = (profile["compute"]["invoke_overhead_s"] if any_npu else 0.0) * 1e3
+        if any_cpu:
+            invoke_ms += host["invoke_overhead_s"][cpu_precision] * 1e3
+        peak = profile.peak_macs_per_s(precision)
+    else:
+        invoke_ms = profile["invoke_overhead_s"][precision] * 1e3
+        peak = profile.peak_macs_per_s(precision)
+    latency = npu_ms + cpu_ms + link_ms + invoke_ms
+    macs = graph.total_macs()
+    npu_macs = sum(r["macs"] for r in rows if r["placement"] == "npu")
+    out = {"latency_ms": latency, "fps": 1e3 / latency if latency > 0 else math.inf,
+           "macs": macs, "npu_macs": npu_macs, "params": sum(r["params"] for r in rows),
+           "mac_utilization": (macs / (latency * 1e-3 * peak)) if peak and latency > 0 else None,
+           "npu_ms": npu_ms, "cpu_ms": cpu_ms, "transfer_ms": link_ms, "invoke_ms": invoke_ms,
+           "peak_macs_per_s": peak}
+    if profile.is_npu:
+        out.update(param_cache_bytes=profile["memory"]["param_cache_bytes"], param_cache_used_bytes=cache["used"],
+                   param_cache_remaining_bytes=profile["memory"]["param_cache_bytes"] - cache["used"],
+                   param_streamed_bytes=cache["streamed"],
+                   npu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "npu"),
+                   cpu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "cpu"))
+    return out
+
+
+def estimate(model, profile, precision=None, policy="max_npu", cpu_precision="float32"):
+    """Per-layer and total cost of ``model`` (a Keras model or an analyzed graph) on ``profile``.
+
+    Ops are placed by the partitioner (:func:`export.partition.place`) under ``policy``
+    (default ``max_npu``: the Edge TPU compiler's rule); each row of ``layers`` carries the
+    placement and its reason in the compiler's words.
+    """
+    from export import partition  # the partitioner uses this module; imported late to keep one direction
+
+    graph = model if isinstance(model, ModelGraph) else analyze(model)
+    profile = load_profile(profile)
+    precision = precision or profile.default_precision()
+    decisions = partition.place(graph, profile, policy=policy, precision=precision)
+    result = estimate_graph(graph, profile, precision, {d["name"]: d["placement"] for d in decisions},
+                            cpu_precision)
+    why = {d["name"]: d["message"] for d in decisions}
+    for row in result["layers"]:
+        if row["name"] in why:
+            row["placement_reason"] = why[row["name"]]
+    result["policy"] = policy
+    return result
+
+
+def format_table(result, top=None):
+    """A human-readable per-layer table plus totals."""
+    t = result["totals"]
+    lines = [f"{result['model']} on {result['profile']} ({result['precision']})",
+             f"{'layer':34s} {'kind':12s} {'where':5s} {'MACs':>8s} {'params':>7s} {'ch':>5s} {'comp ms':>8s} "
+             f"{'mem ms':>7s} {'ms':>7s} {'bound':8s} reason"]
+    rows = [r for r in result["layers"] if r["latency_ms"] > 0 or r["kind"] not in ("input", "identity")]
+    if top:
+        rows = sorted(rows, key=lambda r: -r["latency_ms"])[:top]
+    for r in rows:
+        lines.append(f"{r['name'][:34]:34s} {r['kind'][:12]:12s} {r['placement'][:5]:5s} {_fmt_count(r['macs']):>8s} "
+                     f"{_fmt_count(r['params']):>7s} {r['channels_padded']:5d} {r['compute_ms']:8.4f} "
+                     f"{r['memory_ms']:7.4f} {r['latency_ms']:7.4f} {r['bound'][:8]:8s} {r['reason']}")
+    util = t["mac_utilization"]
+    lines.append(f"total: {t['latency_ms']:.3f} ms ({t['fps']:.1f} fps), {_fmt_count(t['macs'])} MACs, "
+                 f"MAC utilization {util:.1%}" if util is not None else f"total: {t['latency_ms']:.3f} ms")
+    if "param_cache_used_bytes" in t:
+        lines.append(f"NPU {t['npu_ms']:.3f} ms, CPU {t['cpu_ms']:.3f} ms, transfers {t['transfer_ms']:.3f} ms, "
+                     f"invoke {t['invoke_ms']:.3f} ms; parameter cache used {t['param_cache_used_bytes'] / 2**20:.2f} MiB,"
+                     f" remaining {t['param_cache_remaining_bytes'] / 2**20:.2f} MiB, streamed "
+                     f"{t['param_streamed_bytes'] / 2**20:.2f} MiB")
+    return "\n".join(lines)

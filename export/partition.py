@@ -1,0 +1,505 @@
+"""The Edge-TPU-style partitioner: which layers run on the NPU in int8 and which on the CPU in float.
+
+:func:`place` walks the analyzed graph in order and decides per op, with the Edge TPU
+compiler's words: an op the profile supports is "Mapped to <device>"; the first one it
+does not ("Operation not supported", "Operation is working on an unsupported data type",
+"Tensor has unsupported rank (up to 3 innermost dimensions mapped)") ends the NPU
+segment, and under the profile's segment rule (``segments.max_npu_segments``, 1 on the
+Edge TPU) every later op runs on the CPU ("More than one subgraph is not supported").
+
+Policies:
+
+* ``max_npu``: as much as the segment rule allows on the NPU (the compiler's behaviour);
+* ``float_head``: as ``max_npu``, but the classifier head after the pooled features is
+  kept in float on the CPU (the quantization paper's split);
+* ``min_latency``: the single cut inside the ``max_npu`` segment that minimises the
+  estimated total latency, boundary transfer included.
+
+:func:`partition_for_profile` returns a :class:`PartitionPlan` (JSON plan, compiler-style
+log, estimate); :func:`split_model` cuts the Keras model into parts whose composition
+equals the whole; :func:`export_partition` writes an int8 TFLite for each NPU part and a
+float TFLite for each CPU part; :class:`ChainedRunner` runs the parts one after the other
+in LiteRT.
+"""
+import collections
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from export import cost
+from export.profiles import load_profile
+from kerasnets.backend import keras, tf
+
+L = keras.layers
+POLICIES = ("max_npu", "float_head", "min_latency")
+
+NOT_SUPPORTED = "Operation not supported"
+BAD_TYPE = "Operation is working on an unsupported data type"
+BAD_RANK = "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
+SUBGRAPH = "More than one subgraph is not supported"
+
+
+class PartitionError(ValueError):
+    """A partition request that cannot be honoured."""
+
+
+def _mapped(profile):
+    return f"Mapped to {profile.get('device_label', 'NPU')}"
+
+
+def support_problem(op, profile, precision):
+    """``None`` if ``profile`` runs ``op`` at ``precision``, else (compiler message, detail)."""
+    sup = profile["support"]
+    ops = sup["ops"]
+    label = profile.get("device_label", "NPU")
+    names = "/".join(dict.fromkeys(op.tflite_ops)) or op.class_name
+    if precision not in sup["data_types"]:
+        return BAD_TYPE, f"{names} in {precision}; {label} runs {', '.join(sup['data_types'])} only"
+    if op.kind == "unknown":
+        return NOT_SUPPORTED, f"layer {op.class_name} has no {label} kernel"
+    if op.kind not in ops:
+        extra = ""
+        if op.kind == "activation":
+            extra = f" ({op.activation.upper()})"
+        return NOT_SUPPORTED, f"{names}{extra} is not supported by {label}"
+    c = ops[op.kind]
+    sizes = c.get("pool_sizes" if op.kind in ("max_pool", "avg_pool") else "kernel_sizes")
+    if sizes and op.kernel and any(k not in sizes for k in op.kernel):
+        return NOT_SUPPORTED, f"{names} with {op.kernel[0]}x{op.kernel[1]} window; {label} takes {sizes}"
+    if c.get("strides") and op.strides and any(s not in c["strides"] for s in op.strides):
+        return NOT_SUPPORTED, f"{names} with stride {op.strides[0]}; {label} takes strides {c['strides']}"
+    if op.kind == "group_conv" and c.get("forms") and op.form not in c["forms"]:
+        hint = f"; build with group_conv='{c['forms'][0]}'" if c["forms"] else ""
+        what = "grouped CONV_2D" if op.form == "native" else "split group conv"
+        return NOT_SUPPORTED, f"{what} (groups={op.groups}) is not supported by {label}{hint}"
+    if op.kind == "shuffle" and c.get("modes") and op.form not in c["modes"]:
+        return NOT_SUPPORTED, f"channel shuffle mode {op.form!r}; {label} takes {c['modes']}"
+    if c.get("max_channels") and max(op.cin, op.cout) > c["max_channels"]:
+        return NOT_SUPPORTED, f"{names} with {max(op.cin, op.cout)} channels; {label} takes at most {c['max_channels']}"
+    act = op.activation if op.kind in cost.CONV_KINDS + ("add", "multiply", "activation", "softmax") else "linear"
+    if act not in sup["activations"]:
+        fused = op.kind != "activation"
+        return NOT_SUPPORTED, (f"{names} with fused {act.upper()}" if fused else f"{act.upper()}") + \
+            f": {label} has no {act} activation"
+    rank = sup.get("max_nonunit_dims")
+    if rank and op.nonunit_dims > rank:
+        return BAD_RANK, (f"{names} makes a tensor with {op.nonunit_dims} non-unit dimensions"
+                          + (f" (channel shuffle mode {op.form!r}; use shuffle='low_rank')" if op.kind == "shuffle" else ""))
+    return None
+
+
+def _decision(op, placement, message, detail="", segment=0):
+    return {"name": op.name, "kind": op.kind, "tflite_ops": list(op.tflite_ops), "placement": placement,
+            "message": message, "detail": detail, "segment": segment}
+
+
+def _place_rule(graph, profile, precision, cpu_from=None, cpu_message=None):
+    """The segment rule over the graph; ops at index >= ``cpu_from`` are forced to the CPU."""
+    decisions = {}
+    max_segments = profile["segments"]["max_npu_segments"]
+    segments, in_npu, cpu_seen = 0, False, False
+    for op in graph.ops:
+        if op.kind == "input":
+            decisions[op.name] = _decision(op, "host", "Model input")
+            continue
+        if op.fused_into:
+            continue
+        if op.kind == "identity" and (cpu_from is None or op.index < cpu_from):
+            src = decisions.get(op.inputs[0]) if op.inputs else None
+            placement = src["placement"] if src else ("npu" if in_npu else "cpu")
+            decisions[op.name] = _decision(op, placement, "Removed at inference (no op)",
+                                           segment=segments if placement == "npu" else 0)
+            continue
+        if cpu_from is not None and op.index >= cpu_from:
+            problem = cpu_message
+        else:
+            problem = support_problem(op, profile, precision)
+        if problem:
+            decisions[op.name] = _decision(op, "cpu", *problem)
+            in_npu, cpu_seen = False, True
+            continue
+        if not in_npu:
+            # One segment: the first unsupported op ends NPU mapping for good, even before it began.
+            if segments >= max_segments or (cpu_seen and max_segments == 1):
+                decisions[op.name] = _decision(op, "cpu", SUBGRAPH,
+                                               f"supported, but the profile allows {max_segments} NPU "
+                                               f"segment{'s' if max_segments > 1 else ''}")
+                continue
+            segments += 1
+            in_npu = True
+        decisions[op.name] = _decision(op, "npu", _mapped(profile), segment=segments)
+    out = []
+    for op in graph.ops:
+        if op.fused_into:
+            head = decisions[op.fused_into]
+            d = _decision(op, head["placement"], f"{head['message']} (fused)", op.fused_note, head["segment"])
+        else:
+            d = decisions[op.name]
+        out.append(d)
+    return out
+
+
+def place(graph, profile, policy="max_npu", precision=None):
+    """Decide NPU or CPU for every op of ``graph``; one dict per op (name, placement, message, detail).
+
+    A CPU profile runs everything on the CPU.
+    """
+    profile = load_profile(profile)
+    if policy not in POLICIES:
+        raise PartitionError(f"policy {policy!r} is unknown; use one of {POLICIES}.")
+    precision = precision or profile.default_precision()
+    if not profile.is_npu:
+        return [_decision(op, "host" if op.kind == "input" else "cpu",
+                          "Model input" if op.kind == "input" else f"Runs on {profile.get('device_label', 'the CPU')}")
+                for op in graph.ops]
+    if policy == "float_head":
+        start = graph.float_head_start()
+        msg = (BAD_TYPE, "float32 classifier head: the float_head policy keeps everything after the pooled "
+                         "features in float on the CPU")
+        return _place_rule(graph, profile, precision, start, msg)
+    decisions = _place_rule(graph, profile, precision)
+    if policy == "max_npu":
+        return decisions
+    # min_latency: every single cut inside the first NPU segment, plus "nothing on the NPU".
+    first = [d for d in decisions if d["placement"] == "npu" and d["segment"] == 1]
+    npu_indices = sorted({graph.by_name[d["name"]].index for d in first if not graph.by_name[d["name"]].fused_into})
+    candidates = [None] + npu_indices
+    best, best_ms = None, None
+    for cut in candidates:
+        cut_from = 0 if cut is None else cut + 1
+        msg = ("Kept on the CPU by the min_latency policy", "")
+        trial = _place_rule(graph, profile, precision, cut_from, msg)
+        ms = cost.estimate_graph(graph, profile, precision,
+                                 {d["name"]: d["placement"] for d in trial})["totals"]["latency_ms"]
+        if best_ms is None or ms < best_ms - 1e-9:
+            best, best_ms = (cut, trial), ms
+    cut, trial = best
+    after = graph.ops[cut].name if cut is not None else "the model input"
+    for d in trial:
+        if d["message"].startswith("Kept on the CPU by the min_latency policy"):
+            d["detail"] = (f"the cut after {after} minimises the estimated total ({best_ms:.3f} ms), "
+                           "boundary transfer included")
+    return trial
+
+
+# ------------------------------------------------------------------ plan ----
+
+@dataclasses.dataclass
+class PartitionPlan:
+    """Where each layer runs, why, the cut, and the estimate; ``to_json()`` is the plan file."""
+    model: str
+    profile: str
+    policy: str
+    precision: str
+    input_shape: list
+    decisions: list
+    parts: list
+    estimate: dict
+    log: str
+
+    @property
+    def npu_layers(self):
+        return [d["name"] for d in self.decisions if d["placement"] == "npu"]
+
+    @property
+    def cpu_layers(self):
+        return [d["name"] for d in self.decisions if d["placement"] == "cpu"]
+
+    @property
+    def cut(self):
+        """The first NPU -> CPU boundary: the last NPU layer before it and the tensors crossing."""
+        if len(self.parts) < 2:
+            return {"after": self.npu_layers[-1] if self.npu_layers else None, "tensors": [], "parts": len(self.parts)}
+        first = self.parts[0]
+        return {"after": first["last_layer"], "tensors": first["outputs"], "parts": len(self.parts)}
+
+    def as_dict(self):
+        return {"model": self.model, "profile": self.profile, "policy": self.policy, "precision": self.precision,
+                "input_shape": self.input_shape, "cut": self.cut, "npu_layers": self.npu_layers,
+                "cpu_layers": self.cpu_layers, "parts": self.parts, "layers": self.decisions,
+                "estimate": self.estimate}
+
+    def to_json(self):
+        return json.dumps(self.as_dict(), indent=1, default=_plain) + "\n"
+
+
+def _plain(o):
+    return o.item() if hasattr(o, "item") else str(o)
+
+
+def _contiguous_parts(graph, decisions):
+    """Group ops into runs of one device in graph order; inputs/outputs are producer layer names."""
+    where = {d["name"]: d["placement"] for d in decisions}
+    runs = []
+    for op in graph.ops:
+        dev = where[op.name]
+        if dev == "host":
+            continue
+        if not runs or runs[-1]["device"] != dev:
+            runs.append({"device": dev, "layers": []})
+        runs[-1]["layers"].append(op.name)
+    part_of = {name: i for i, r in enumerate(runs) for name in r["layers"]}
+    for i, r in enumerate(runs):
+        ins, outs = [], []
+        for name in r["layers"]:
+            for src in graph.by_name[name].inputs:
+                if part_of.get(src) != i and src not in ins:
+                    ins.append(src)
+        for name in r["layers"]:
+            op = graph.by_name[name]
+            later = [c for c in op.consumers if c == "<output>" or part_of.get(c, i) > i]
+            if later and name not in outs:
+                outs.append(name)
+        r["inputs"] = ins
+        r["outputs"] = outs
+        r["last_layer"] = r["layers"][-1]
+        r["output_shapes"] = {n: list(graph.by_name[n].out_shape) for n in outs}
+    return runs
+
+
+def _log(graph, profile, policy, precision, decisions, parts, est, input_shape):
+    t = est["totals"]
+    label = profile.get("device_label", "NPU")
+    counts = collections.Counter()
+    for d in decisions:
+        if d["message"].endswith("(fused)"):
+            continue
+        for name in d["tflite_ops"]:
+            status = d["message"].replace(" (fused)", "")
+            counts[(name, status)] += 1
+    npu_ops = sum(n for (op, s), n in counts.items() if s.startswith("Mapped to"))
+    cpu_ops = sum(counts.values()) - npu_ops
+    segments = len({d["segment"] for d in decisions if d["placement"] == "npu"})
+    lines = [f"{label} compiler-style partition log (kerasnets, profile {profile.name}, policy {policy})",
+             f"Model: {graph.name}, input {'x'.join(str(v) for v in input_shape)}, NPU precision {precision}",
+             f"Number of {label} subgraphs: {segments}",
+             f"Total number of operations: {npu_ops + cpu_ops}", "",
+             f"{'Operator':28s} {'Count':>6s}  Status"]
+    for (name, status), n in sorted(counts.items(), key=lambda kv: (not kv[0][1].startswith("Mapped"), kv[0])):
+        lines.append(f"{name:28s} {n:6d}  {status}")
+    lines += ["",
+              f"On-chip memory used for caching model parameters: {t.get('param_cache_used_bytes', 0) / 2**20:.2f}MiB",
+              f"On-chip memory remaining for caching model parameters: "
+              f"{t.get('param_cache_remaining_bytes', 0) / 2**20:.2f}MiB",
+              f"Off-chip memory used for streaming uncached model parameters: "
+              f"{t.get('param_streamed_bytes', 0) / 2**20:.2f}MiB",
+              f"Number of operations that will run on {label}: {npu_ops}",
+              f"Number of operations that will run on CPU: {cpu_ops}", ""]
+    for i, p in enumerate(parts):
+        lines.append(f"Part {i}: {p['device'].upper()} {p['layers'][0]} .. {p['last_layer']} "
+                     f"({len(p['layers'])} layers), inputs {p['inputs']}, outputs {p['outputs']}")
+    lines += ["", f"Estimated latency: {t['latency_ms']:.3f} ms ({t['fps']:.1f} fps): NPU {t['npu_ms']:.3f} ms, "
+                  f"CPU {t['cpu_ms']:.3f} ms, transfers {t['transfer_ms']:.3f} ms, invoke {t['invoke_ms']:.3f} ms", "",
+              "Per-layer placement:"]
+    for d in decisions:
+        if d["placement"] == "host":
+            continue
+        detail = f" ({d['detail']})" if d["detail"] and not d["message"].endswith("(fused)") else ""
+        lines.append(f"  {d['name']:36s} {'/'.join(d['tflite_ops']) or '-':24s} {d['placement'].upper():4s} "
+                     f"{d['message']}{detail}")
+    return "\n".join(lines) + "\n"
+
+
+def partition_for_profile(model, profile, policy="max_npu", precision=None):
+    """Place every layer of ``model`` for ``profile`` under ``policy``; returns a :class:`PartitionPlan`."""
+    profile = load_profile(profile)
+    if not profile.is_npu:
+        raise PartitionError(f"profile {profile.name!r} is a CPU profile and has nothing to partition; "
+                             "use an NPU profile such as edgetpu_usb.")
+    precision = precision or profile.default_precision()
+    graph = cost.analyze(model)
+    decisions = place(graph, profile, policy, precision)
+    est = cost.estimate_graph(graph, profile, precision, {d["name"]: d["placement"] for d in decisions})
+    by = {d["name"]: d for d in decisions}
+    for row in est["layers"]:
+        if row["name"] in by:
+            by[row["name"]]["precision"] = row.get("precision", "")
+            by[row["name"]]["latency_ms"] = row["latency_ms"]
+    parts = _contiguous_parts(graph, decisions)
+    input_shape = list(graph.by_name[graph.inputs[0]].out_shape)
+    log = _log(graph, profile, policy, precision, decisions, parts, est, input_shape)
+    return PartitionPlan(graph.name, profile.name, policy, precision, input_shape, decisions, parts,
+                         {"totals": est["totals"], "layers": est["layers"]}, log)
+
+
+# ----------------------------------------------------------------- split ----
+
+def _clone_layer(layer):
+    try:
+        return layer.__class__.from_config(layer.get_config()), True
+    except Exception:  # e.g. tfmot wrappers need their scope: share the layer instead
+        return layer, False
+
+
+def _build_part(model, part, shapes):
+    layers = {l.name: l for l in model.layers}
+    config = {c["name"]: c for c in model.get_config()["layers"]}
+    tensors = {}
+    inputs = []
+    for i, name in enumerate(part["inputs"]):
+        src = layers[name]
+        if isinstance(src, L.InputLayer):
+            x = keras.Input(shapes[name], name=name, dtype=src.dtype)
+        else:
+            x = keras.Input(shapes[name], name=f"t{i}_{name}")
+        tensors[name] = x
+        inputs.append(x)
+    pending = []
+    for name in part["layers"]:
+        layer = layers[name]
+        if isinstance(layer, L.InputLayer):
+            continue
+        args = [tensors[n] for n in cost._inbound_names(config[name])]
+        clone, fresh = _clone_layer(layer)
+        y = clone(args if isinstance(layer.input, (list, tuple)) else args[0])
+        if fresh:
+            pending.append((clone, layer))
+        tensors[name] = y
+    outputs = [tensors[n] for n in part["outputs"]]
+    sub = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=f"{model.name}_{part['device']}")
+    for clone, layer in pending:
+        clone.set_weights(layer.get_weights())
+    return sub
+
+
+def split_model(model, plan):
+    """Cut ``model`` along ``plan`` into Keras models, one per part, in order.
+
+    Returns a list of dicts ``{"device", "model", "inputs", "outputs"}``; ``inputs`` and
+    ``outputs`` name the tensors (by producing layer) each part reads and writes, so
+    running the parts in order, feeding each the tensors it names, reproduces ``model``.
+    """
+    parts = plan.parts if isinstance(plan, PartitionPlan) else plan
+    shapes = {}
+    for layer in model.layers:
+        out = layer.output_shape
+        out = out[0] if isinstance(out, list) else out
+        shapes[layer.name] = tuple(out[1:])
+    return [{"device": p["device"], "model": _build_part(model, p, shapes), "inputs": list(p["inputs"]),
+             "outputs": list(p["outputs"])} for p in parts]
+
+
+def run_parts_keras(parts, images):
+    """Compose the Keras parts on ``images``: the split model's output (for checking against the whole)."""
+    values = None
+    for p in parts:
+        if values is None:
+            values = {p["inputs"][0]: np.asarray(images, np.float32)}
+        feed = [values[n] for n in p["inputs"]]
+        out = p["model"](feed if len(feed) > 1 else feed[0], training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        for name, v in zip(p["outputs"], out):
+            values[name] = np.asarray(v)
+    return values[parts[-1]["outputs"][-1]]
+
+
+# ---------------------------------------------------------------- export ----
+
+def _convert_part(part, mode, rep_inputs):
+    """TFLite bytes for one part, and how its signature names map to tensor names."""
+    from export import tflite
+    sub = part["model"]
+    if len(part["inputs"]) == 1:
+        content = tflite.convert(sub, mode, representative_data=rep_inputs[0] if mode == "int8" else None,
+                                 calibration_count=len(rep_inputs[0]) if mode == "int8" else 100)
+        return content, {"x": part["inputs"][0]}, {f"output_{k}": n for k, n in enumerate(part["outputs"])}
+    # Several boundary tensors: export.tflite.convert takes one input, so convert here.
+    import kerasnets
+    deployed = kerasnets.deploy(sub)
+    converter = tf.lite.TFLiteConverter.from_keras_model(deployed)
+    if mode == "int8":
+        def gen():
+            for k in range(len(rep_inputs[0])):
+                yield [r[k:k + 1].astype(np.float32) for r in rep_inputs]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    content = converter.convert()
+    in_names = {x.name.split(":")[0]: n for x, n in zip(deployed.inputs, part["inputs"])}
+    out_names = {o.name.split("/")[0]: n for o, n in zip(deployed.outputs, part["outputs"])}
+    return content, in_names, out_names
+
+
+def export_partition(model, plan, out_dir, images, calibration_count=32, command=None):
+    """Write the plan, the compiler-style log and one TFLite per part into ``out_dir`` (atomically).
+
+    NPU parts are converted to full int8 (calibrated on ``images``, which also feed the
+    later parts' calibration through the Keras parts); CPU parts to float32. Returns the
+    list of written part descriptions (also stored in ``plan.json``).
+    """
+    from export import tflite
+    images = np.asarray(images, np.float32)[:calibration_count]
+    parts = split_model(model, plan)
+    values = {parts[0]["inputs"][0]: images}
+    written = []
+    for i, p in enumerate(parts):
+        feed = [values[n] for n in p["inputs"]]
+        mode = "int8" if p["device"] == "npu" else "float32"
+        content, sig_in, sig_out = _convert_part(p, mode, feed)
+        fname = f"part{i}_{p['device']}_{mode}.tflite"
+        tflite.write_artifact(os.path.join(out_dir, fname), content, plan.model, mode,
+                              extra={"partition": {"profile": plan.profile, "policy": plan.policy, "part": i,
+                                                   "device": p["device"], "inputs": p["inputs"],
+                                                   "outputs": p["outputs"]}}, command=command)
+        out = p["model"](feed if len(feed) > 1 else feed[0], training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        for name, v in zip(p["outputs"], out):
+            values[name] = np.asarray(v)
+        written.append({"part": i, "device": p["device"], "mode": mode, "file": fname, "inputs": p["inputs"],
+                        "outputs": p["outputs"], "signature_inputs": sig_in, "signature_outputs": sig_out})
+    doc = plan.as_dict()
+    doc["files"] = written
+    tflite.atomic_write(os.path.join(out_dir, "plan.json"), json.dumps(doc, indent=1, default=_plain) + "\n")
+    tflite.atomic_write(os.path.join(out_dir, "partition.log"), plan.log)
+    return written
+
+
+class ChainedRunner:
+    """Runs the exported parts one after the other in LiteRT: float images in, float outputs out.
+
+    Integer tensors are quantized / dequantized at every part boundary with that part's
+    own scales (what a host does between an int8 NPU program and a float CPU head).
+    """
+
+    def __init__(self, out_dir, threads=1):
+        from export import runtime
+        with open(os.path.join(out_dir, "plan.json")) as f:
+            self.plan = json.load(f)
+        self.parts = []
+        for p in self.plan["files"]:
+            interp = runtime.load_interpreter(os.path.join(out_dir, p["file"]), threads=threads, probe=False)
+            runner = interp.get_signature_runner()
+            self.parts.append((p, interp, runner))
+
+    @staticmethod
+    def _to(detail, x):
+        dtype = detail["dtype"]
+        if dtype in (np.int8, np.uint8):
+            scale, zero = detail["quantization"]
+            info = np.iinfo(dtype)
+            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        return x.astype(dtype)
+
+    @staticmethod
+    def _from(detail, y):
+        if detail["dtype"] in (np.int8, np.uint8):
+            scale, zero = detail["quantization"]
+            return (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def __call__(self, images):
+        results = []
+        for image in np.asarray(images, np.float32):
+            values = {self.parts[0][0]["inputs"][0]: image[None]}
+            for p, _, runner in self.parts:
+                ins, outs = runner.get_input_details(), runner.get_output_details()
+                feed = {k: self._to(ins[k], values[n]) for k, n in p["signature_inputs"].items()}
+                got = runner(**feed)
+                for k, n in p["signature_outputs"].items():
+                    values[n] = self._from(outs[k], got[k])
+            results.append(values[self.parts[-1][0]["outputs"][-1]][0])
+        return np.stack(results)

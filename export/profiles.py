@@ -1,0 +1,366 @@
+"""Hardware profiles: data files describing an accelerator (or the host CPU), loaded and validated.
+
+A profile is a JSON file in ``export/profiles/`` (or in the folder named by the
+``KERASNETS_PROFILE_DIR`` environment variable, then ``~/.config/kerasnets/profiles``,
+both searched before the package, so a host CPU calibrated with
+``kerasnets-estimate --calibrate`` replaces the shipped one). Adding an
+accelerator means adding a file: the estimator (:mod:`export.cost`) and the partitioner
+(:mod:`export.partition`) read nothing else about the hardware.
+
+Two kinds of profile exist:
+
+* ``npu`` profiles describe an accelerator analytically (a roofline per layer): peak MAC
+  rate per precision, clock, channel alignment, efficiency per op kind and shape, per-op
+  and per-invoke overheads, on-chip memory for parameters and activations, bandwidths
+  of on-chip memory and of the host link, supported ops with their constraints, and the
+  segment rule. The CPU side of a partition is costed with the profile named in
+  ``host.profile``.
+* ``cpu`` profiles hold fitted predictors, one per kernel kind and precision:
+  ``time = fixed_s + per_mac_s * MACs + per_byte_s * bytes`` (see :mod:`export.calibrate`).
+
+A profile may name another in ``inherits``; the two are merged key by key (the child's
+values win) before validation. A malformed profile raises :class:`ProfileError`, whose
+one sentence names the bad field.
+"""
+import copy
+import functools
+import json
+import math
+import os
+
+PRECISIONS = ("int8", "int16", "float16", "float32")
+# Op kinds the estimator knows (see export.cost.OP_KINDS for their meaning).
+SUPPORT_OPS = ("conv", "depthwise", "group_conv", "dense", "batchnorm", "add", "multiply", "concat", "slice",
+               "shuffle", "max_pool", "avg_pool", "global_pool", "adaptive_pool", "reshape", "softmax",
+               "activation")
+ACTIVATIONS = ("linear", "relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid", "softmax", "tanh", "swish")
+MEMORY_OP_KINDS = ("elementwise", "concat", "slice", "shuffle", "pool", "reshape")
+CPU_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense", "add", "multiply", "concat", "slice",
+             "shuffle", "max_pool", "avg_pool", "global_pool", "activation", "softmax", "reshape")
+CONSTRAINT_KEYS = {"kernel_sizes": int, "strides": int, "pool_sizes": int, "forms": str, "max_channels": int,
+                   "modes": str}
+
+
+USER_PROFILE_DIR = os.path.expanduser("~/.config/kerasnets/profiles")
+
+
+class ProfileError(ValueError):
+    """A hardware profile that is missing, malformed or inconsistent."""
+
+
+def profile_dirs():
+    """Folders searched for ``NAME.json``, first match wins."""
+    dirs = []
+    if os.environ.get("KERASNETS_PROFILE_DIR"):
+        dirs.append(os.environ["KERASNETS_PROFILE_DIR"])
+    dirs.append(USER_PROFILE_DIR)
+    dirs.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles"))
+    return dirs
+
+
+def list_profiles():
+    """Sorted names of every profile found."""
+    names = set()
+    for d in profile_dirs():
+        if os.path.isdir(d):
+            names.update(f[:-5] for f in os.listdir(d) if f.endswith(".json") and not f.startswith("."))
+    return sorted(names)
+
+
+def _find(name):
+    for d in profile_dirs():
+        path = os.path.join(d, f"{name}.json")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _merge(base, child):
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read(path, label):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"profile {label} is not valid JSON ({e.msg} at line {e.lineno}); fix the file.") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {label} must be a JSON object, not {type(data).__name__}; fix the file.")
+    return data
+
+
+def _resolve(data, label, seen=()):
+    parent = data.get("inherits")
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ProfileError(f"profile {label}: field 'inherits' must be a profile name, got {parent!r}.")
+    if parent in seen:
+        raise ProfileError(f"profile {label}: field 'inherits' makes a cycle through {parent!r}; break it.")
+    path = _find(parent)
+    if path is None:
+        raise ProfileError(f"profile {label}: field 'inherits' names {parent!r}, which does not exist; "
+                           f"use one of {list_profiles()}.")
+    base = _resolve(_read(path, repr(parent)), repr(parent), seen + (parent,))
+    merged = _merge(base, {k: v for k, v in data.items() if k != "inherits"})
+    merged["inherits"] = parent
+    # What a child does not say about its own fit is not inherited.
+    for key in ("fitted_to", "fitted_fields"):
+        if key not in data:
+            merged.pop(key, None)
+    return merged
+
+
+class _Checker:
+    def __init__(self, data, label):
+        self.data = data
+        self.label = label
+
+    def fail(self, field, problem):
+        raise ProfileError(f"profile {self.label}: field '{field}' {problem}; fix it in the profile file.")
+
+    def get(self, field, required=True):
+        node = self.data
+        for part in field.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if required:
+                    self.fail(field, "is missing")
+                return None
+            node = node[part]
+        return node
+
+    def number(self, field, low=0.0, high=math.inf, low_open=False, required=True, value=None):
+        v = self.get(field, required) if value is None else value
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            self.fail(field, f"must be a number, got {v!r}")
+        if v < low or (low_open and v == low) or v > high:
+            bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high != math.inf else "")
+            self.fail(field, f"must be {bound}, got {v!r}")
+        return v
+
+    def integer(self, field, low=1, required=True):
+        v = self.get(field, required)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            self.fail(field, f"must be an integer >= {low}, got {v!r}")
+        return v
+
+    def string(self, field, choices=None, required=True):
+        v = self.get(field, required)
+        if v is None:
+            return None
+        if not isinstance(v, str) or (choices and v not in choices):
+            self.fail(field, f"must be one of {list(choices)}, got {v!r}" if choices else f"must be a string, got {v!r}")
+        return v
+
+    def mapping(self, field, required=True):
+        v = self.get(field, required)
+        if v is None:
+            return None
+        if not isinstance(v, dict):
+            self.fail(field, f"must be an object, got {type(v).__name__}")
+        return v
+
+    def string_list(self, field, choices=None, required=True):
+        v = self.get(field, required)
+        if v is None:
+            return None
+        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+            self.fail(field, f"must be a list of strings, got {v!r}")
+        for s in v:
+            if choices and s not in choices:
+                self.fail(field, f"has unknown entry {s!r}; use entries of {list(choices)}")
+        return v
+
+
+def validate(data, label="<profile>"):
+    """Check a profile dict; raise :class:`ProfileError` naming the first bad field."""
+    c = _Checker(data, label)
+    c.string("name")
+    kind = c.string("kind", ("npu", "cpu"))
+    c.string("description")
+    c.string_list("sources")
+    if kind == "npu":
+        peaks = c.mapping("compute.peak_macs_per_s")
+        if not peaks:
+            c.fail("compute.peak_macs_per_s", "must name at least one precision")
+        for p in peaks:
+            if p not in PRECISIONS:
+                c.fail(f"compute.peak_macs_per_s.{p}", f"is not a precision; use one of {list(PRECISIONS)}")
+            c.number(f"compute.peak_macs_per_s.{p}", low_open=True)
+        c.number("compute.clock_hz", low_open=True)
+        c.integer("compute.channel_alignment")
+        for k in ("conv", "conv1x1", "depthwise", "dense"):
+            c.number(f"compute.efficiency.{k}", 0.0, 1.0, low_open=True)
+        table = c.mapping("compute.efficiency.group_conv_by_channels_per_group")
+        if not table:
+            c.fail("compute.efficiency.group_conv_by_channels_per_group", "must have at least one entry")
+        for cpg in table:
+            if not cpg.isdigit() or int(cpg) < 1:
+                c.fail(f"compute.efficiency.group_conv_by_channels_per_group.{cpg}",
+                       "must be keyed by a positive integer channels-per-group")
+            c.number(f"compute.efficiency.group_conv_by_channels_per_group.{cpg}", 0.0, 1.0, low_open=True)
+        c.number("compute.op_overhead_s")
+        c.number("compute.invoke_overhead_s")
+        for k in ("param_cache_bytes", "activation_bytes"):
+            c.number(f"memory.{k}")
+        for k in ("onchip_bandwidth_bytes_per_s", "offchip_bandwidth_bytes_per_s", "host_link_bandwidth_bytes_per_s"):
+            c.number(f"memory.{k}", low_open=True)
+        c.number("memory.host_link_latency_s")
+        c.string("memory.param_stream_from", ("offchip", "host_link"))
+        for k in MEMORY_OP_KINDS:
+            c.number(f"memory_ops.{k}", 0.0, 1.0, low_open=True)
+        types = c.string_list("support.data_types", PRECISIONS)
+        for t in types:
+            if t not in peaks:
+                c.fail("support.data_types", f"lists {t!r} but compute.peak_macs_per_s has no rate for it")
+        ops = c.mapping("support.ops")
+        for op, constraints in ops.items():
+            if op not in SUPPORT_OPS:
+                c.fail(f"support.ops.{op}", f"is not an op kind; use one of {list(SUPPORT_OPS)}")
+            c.mapping(f"support.ops.{op}")
+            for key, values in constraints.items():
+                field = f"support.ops.{op}.{key}"
+                if key not in CONSTRAINT_KEYS:
+                    c.fail(field, f"is not a constraint; use one of {sorted(CONSTRAINT_KEYS)}")
+                want = CONSTRAINT_KEYS[key]
+                if key == "max_channels":
+                    c.integer(field)
+                elif not isinstance(values, list) or not all(isinstance(v, want) and not isinstance(v, bool)
+                                                             for v in values):
+                    c.fail(field, f"must be a list of {want.__name__}, got {values!r}")
+        c.string_list("support.activations", ACTIVATIONS)
+        rank = c.get("support.max_nonunit_dims", required=False)
+        if rank is not None:
+            c.integer("support.max_nonunit_dims")
+        c.integer("segments.max_npu_segments")
+        c.number("segments.cpu_round_trip_s")
+        c.string("host.profile")
+        c.number("host.speed_factor", low_open=True)
+    else:
+        c.integer("threads")
+        predictors = c.mapping("predictors")
+        if not predictors:
+            c.fail("predictors", "must name at least one precision")
+        for p, kinds in predictors.items():
+            if p not in PRECISIONS:
+                c.fail(f"predictors.{p}", f"is not a precision; use one of {list(PRECISIONS)}")
+            c.mapping(f"predictors.{p}")
+            c.number(f"invoke_overhead_s.{p}")
+            c.number(f"peak_macs_per_s.{p}", low_open=True)
+            for k, coeffs in kinds.items():
+                if k not in CPU_KINDS:
+                    c.fail(f"predictors.{p}.{k}", f"is not a kernel kind; use one of {list(CPU_KINDS)}")
+                for coef in ("fixed_s", "per_mac_s", "per_byte_s"):
+                    c.number(f"predictors.{p}.{k}.{coef}")
+            for k in ("conv", "add"):
+                if k not in kinds:
+                    c.fail(f"predictors.{p}.{k}", "is missing (every CPU profile needs conv and add predictors)")
+    return data
+
+
+class Profile:
+    """A validated hardware profile: the raw data plus typed accessors used by the estimator."""
+
+    def __init__(self, data, path=None):
+        self.data = data
+        self.path = path
+
+    name = property(lambda self: self.data["name"])
+    kind = property(lambda self: self.data["kind"])
+    is_npu = property(lambda self: self.data["kind"] == "npu")
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def get(self, dotted, default=None):
+        node = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def default_precision(self):
+        """int8 for NPUs (their native type), float32 for CPUs."""
+        if self.is_npu:
+            types = self.data["support"]["data_types"]
+            return "int8" if "int8" in types else types[0]
+        return "float32" if "float32" in self.data["predictors"] else sorted(self.data["predictors"])[0]
+
+    def peak_macs_per_s(self, precision):
+        table = self.data["compute"]["peak_macs_per_s"] if self.is_npu else self.data["peak_macs_per_s"]
+        return table.get(precision)
+
+    def group_conv_efficiency(self, channels_per_group):
+        """Efficiency at ``channels_per_group``, log-linearly interpolated in the profile's table."""
+        table = sorted((int(k), v) for k, v in
+                       self.data["compute"]["efficiency"]["group_conv_by_channels_per_group"].items())
+        x = math.log2(max(1, channels_per_group))
+        if x <= math.log2(table[0][0]):
+            return table[0][1]
+        for (c0, e0), (c1, e1) in zip(table, table[1:]):
+            x0, x1 = math.log2(c0), math.log2(c1)
+            if x <= x1:
+                return e0 + (e1 - e0) * (x - x0) / (x1 - x0)
+        return table[-1][1]
+
+    def best_channels_per_group(self):
+        table = self.data["compute"]["efficiency"]["group_conv_by_channels_per_group"]
+        return int(max(table, key=lambda k: table[k]))
+
+    def host(self):
+        """The CPU profile that runs what the NPU does not, and its speed factor."""
+        if not self.is_npu:
+            return self, 1.0
+        return load_profile(self.data["host"]["profile"]), float(self.data["host"]["speed_factor"])
+
+    def to_json(self):
+        return json.dumps(self.data, indent=1, sort_keys=False) + "\n"
+
+
+def parse_profile(data, label="<profile>", path=None):
+    """Resolve ``inherits``, validate and wrap a profile dict."""
+    return Profile(validate(_resolve(data, label), label), path)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(path, mtime, by_name):
+    label = repr(os.path.basename(path)[:-5])
+    data = _read(path, label)
+    profile = parse_profile(data, label, path)
+    stem = os.path.basename(path)[:-5]
+    if by_name and profile.name != stem:
+        raise ProfileError(f"profile {label}: field 'name' is {profile.name!r} but the file is {stem}.json; "
+                           "make them equal.")
+    return profile
+
+
+def load_profile(name_or_path):
+    """A :class:`Profile` by name (``edgetpu_usb``) or by path to a JSON file.
+
+    Raises :class:`ProfileError` (one sentence) for an unknown name or a malformed file.
+    """
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    text = str(name_or_path)
+    by_name = not (text.endswith(".json") or os.sep in text)
+    if not by_name:
+        path = text
+        if not os.path.isfile(path):
+            raise ProfileError(f"profile file {path!r} does not exist; check the path.")
+    else:
+        path = _find(text)
+        if path is None:
+            raise ProfileError(f"profile {text!r} is unknown; use one of {list_profiles()} or a path to a JSON file.")
+    return _load_cached(os.path.abspath(path), os.path.getmtime(path), by_name)

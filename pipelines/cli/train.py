@@ -1,0 +1,35 @@
+"""kerasnets-train: float training of a zoo model on real data.
+
+    kerasnets-train --model=mobilenet_v2_035 --data=fashion_mnist --epochs=10 --output_dir=runs/mnv2
+    kerasnets-train --flagfile=train.flags --resume --json
+"""
+from absl import app
+
+from pipelines.cli import common, emit, fail, user_errors
+
+common.define_common()
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; every option is a --flag.")
+    from pipelines import train
+    try:
+        config = common.train_config()
+        tr, va = common.load_splits()
+        result = train.fit(config, tr, va, common.FLAGS.output_dir, resume=common.FLAGS.resume)
+    except user_errors() as e:
+        fail(str(e))
+    summary = {"model": config.model, "output_dir": result.output_dir, **result.metrics,
+               "weights": f"{result.output_dir}/final.weights.h5"}
+    emit(summary, common.FLAGS.json)
+    if not common.FLAGS.json:
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

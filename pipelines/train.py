@@ -1,0 +1,369 @@
+"""Float training with Keras ``fit``: optimizers, schedule, label smoothing, EMA, checkpoints, resume,
+TensorBoard, and ``tf.distribute`` (default, mirrored, multi_worker).
+
+Resuming is exact in the data: the training stream is one seeded, reshuffled-every-epoch,
+repeated ``tf.data`` pipeline, and a resumed run skips the batches the finished epochs
+consumed, so it sees the same batches an uninterrupted run would. Model, optimizer state
+(including the step that drives the learning-rate schedule) and the EMA weights come from
+the last epoch's checkpoint.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+
+import kerasnets
+from kerasnets.backend import keras, tf
+from pipelines import data as data_lib
+from pipelines.errors import CheckpointError, ConfigError
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+OPTIMIZERS = ("sgd", "adamw")
+STATE_FILE = "state.json"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a float training run needs (and what its checkpoint is checked against)."""
+    model: str = "mobilenet_v2_035"
+    input_size: int = 32
+    overrides: dict = dataclasses.field(default_factory=dict)  # get_model(**overrides), e.g. width
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    warmup_epochs: float = 1.0
+    min_learning_rate: float = 0.0
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.0          # 0 = off; e.g. 0.999
+    augment: bool = True
+    seed: int = 0
+    strategy: str = "default"
+    tensorboard: bool = True
+    verbose: int = 1
+    normalization: dict = dataclasses.field(default_factory=lambda: dict(data_lib.DEFAULT_NORMALIZATION))
+
+    def check(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; use one of {OPTIMIZERS}.")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy {self.strategy!r} is unknown; use one of {STRATEGIES}.")
+        for name in ("epochs", "batch_size", "input_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate={self.learning_rate} must be positive.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1).")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1) (0 turns EMA off).")
+        data_lib.check_normalization(self.normalization)
+        return self
+
+
+# ----------------------------------------------------------------------------- schedule
+
+@keras.saving.register_keras_serializable(package="pipelines")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to ``floor``."""
+
+    def __init__(self, peak, total_steps, warmup_steps=0, floor=0.0):
+        self.peak, self.total_steps = float(peak), int(total_steps)
+        self.warmup_steps, self.floor = int(warmup_steps), float(floor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * (step + 1.0) / max(1.0, float(self.warmup_steps))
+        progress = (step - self.warmup_steps) / max(1.0, float(self.total_steps - self.warmup_steps))
+        progress = tf.clip_by_value(progress, 0.0, 1.0)
+        cosine = self.floor + 0.5 * (self.peak - self.floor) * (1.0 + tf.cos(math.pi * progress))
+        return tf.where(step < self.warmup_steps, warm, cosine)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "floor": self.floor}
+
+
+def make_optimizer(config, steps_per_epoch):
+    total = max(1, int(config.epochs * steps_per_epoch))
+    schedule = WarmupCosine(config.learning_rate, total, int(config.warmup_epochs * steps_per_epoch),
+                            config.min_learning_rate)
+    if config.optimizer == "sgd":
+        opt = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True,
+                                   weight_decay=config.weight_decay or None)
+    else:
+        opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    if config.weight_decay:  # no decay of BN parameters and biases
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+# ----------------------------------------------------------------------------- distribution
+
+def make_strategy(name="default"):
+    """``default`` (one device), ``mirrored`` (all local GPUs, else all logical CPUs) or
+    ``multi_worker`` (MultiWorkerMirroredStrategy from ``TF_CONFIG``)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("strategy multi_worker needs TF_CONFIG (cluster and task) in the environment; "
+                              "set it on every worker or use strategy mirrored.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"strategy {name!r} is unknown; use one of {STRATEGIES}.")
+
+
+def _worker():
+    """(is_chief, task index) from TF_CONFIG (chief when there is no cluster)."""
+    cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = cfg.get("task") or {}
+    kind, index = task.get("type", "chief"), int(task.get("index", 0))
+    has_chief = "chief" in (cfg.get("cluster") or {})
+    return (kind == "chief") or (kind == "worker" and index == 0 and not has_chief), index
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def model_signature(model):
+    """What identifies a model's weights: the ordered variable shapes (and, for messages, name and size)."""
+    # Shapes in order (not names: Keras uniquifies auto-generated names such as quantize_layer_1).
+    layout = [tuple(int(d) for d in w.shape) for w in model.weights]
+    digest = hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:16]
+    return {"name": model.name, "weights": len(layout), "params": int(model.count_params()), "digest": digest}
+
+
+def _atomic_json(path, obj):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=float)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_state(output_dir):
+    path = os.path.join(output_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is unreadable ({e}); delete it or use a fresh output_dir.") from e
+
+
+def check_signature(state, model, where):
+    theirs, ours = state.get("signature") or {}, model_signature(model)
+    if theirs.get("digest") != ours["digest"]:
+        raise CheckpointError(
+            f"the checkpoint in {where} belongs to model {theirs.get('name')!r} ({theirs.get('params')} params), "
+            f"not to {ours['name']!r} ({ours['params']} params); use a fresh output_dir or the matching model options.")
+
+
+class WeightEMA:
+    """Exponential moving average of every model weight (BN statistics included).
+
+    Decay warms up as ``min(decay, (1 + n) / (10 + n))`` so short runs are not dominated
+    by the initial weights. The shadow weights are checkpointed with the model.
+    """
+
+    def __init__(self, model, decay):
+        self.model, self.decay = model, float(decay)
+        self.shadow = [tf.Variable(w, trainable=False, name=f"ema_{i}") for i, w in enumerate(model.weights)]
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_updates")
+
+    @tf.function
+    def update(self):
+        n = tf.cast(self.updates, tf.float32)
+        d = tf.minimum(self.decay, (1.0 + n) / (10.0 + n))
+        for s, w in zip(self.shadow, self.model.weights):
+            s.assign(d * s + (1.0 - d) * tf.cast(w, s.dtype))
+        self.updates.assign_add(1)
+
+    def swap_in(self):
+        """Copy the averaged weights into the model."""
+        for s, w in zip(self.shadow, self.model.weights):
+            w.assign(s)
+
+
+class _EMACallback(keras.callbacks.Callback):
+    def __init__(self, ema):
+        super().__init__()
+        self.ema = ema
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ema.update()
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: a TF checkpoint (model, optimizer, EMA) and ``state.json`` (epoch,
+    model signature, history), both written so a kill at any moment leaves a usable pair."""
+
+    def __init__(self, checkpoint, output_dir, write_dir, signature, history, extra):
+        super().__init__()
+        self.checkpoint, self.output_dir, self.write_dir = checkpoint, output_dir, write_dir
+        self.signature, self.history, self.extra = signature, history, extra
+        self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(write_dir, "ckpt"), max_to_keep=2)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.manager.save(checkpoint_number=epoch + 1)
+        self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        if self.write_dir == self.output_dir:
+            _atomic_json(os.path.join(self.output_dir, STATE_FILE),
+                         {"epoch": epoch + 1, "checkpoint": os.path.relpath(path, self.output_dir),
+                          "signature": self.signature, "history": self.history, **self.extra})
+
+
+def _tensorboard_available():
+    try:
+        import tensorboard  # noqa: F401  (tf.summary needs it; tensorflow does not depend on it)
+        return True
+    except ImportError:
+        print("TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard).")
+        return False
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: object
+    history: list
+    metrics: dict
+    output_dir: str
+    resumed_from: int = 0
+
+
+def outputs_probabilities(model):
+    """Whether the model's last layer ends in softmax (QAT wrappers looked through)."""
+    layer = model.layers[-1]
+    layer = getattr(layer, "layer", layer)
+    act = getattr(layer, "activation", None)
+    act = getattr(act, "activation", act)  # tfmot QuantizeAwareActivation
+    return getattr(act, "__name__", "") == "softmax"
+
+
+def default_model_fn(config, num_classes):
+    def build():
+        return kerasnets.get_model(config.model, input_shape=(config.input_size, config.input_size, 3),
+                                   classes=num_classes, **config.overrides)
+    return build
+
+
+def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False, initial_weights_from=None,
+        callbacks=(), compile_metrics=True, run_info=None):
+    """Train a model with Keras ``fit`` and return a :class:`TrainResult`.
+
+    Args:
+      config: a :class:`TrainConfig`.
+      train_split, val_split: :class:`~pipelines.data.DataSplit` s (val may be None).
+      output_dir: checkpoints (``ckpt/``), ``state.json``, TensorBoard logs (``logs/``),
+        ``normalization.json`` and the final weights (``final.weights.h5``) go here.
+      model_fn: builds the (uncompiled) model; called inside the strategy scope. Default:
+        ``kerasnets.get_model(config.model, ...)``.
+      resume: continue from the last epoch checkpoint in ``output_dir`` (checked to belong
+        to this model); without it an existing checkpoint is an error.
+      initial_weights_from: a Keras model whose weights are copied in before training.
+    """
+    config.check()
+    num_classes = train_split.num_classes
+    train_split = data_lib.validate_split(train_split, num_classes, "training data")
+    if val_split is not None:
+        val_split = data_lib.validate_split(val_split, num_classes, "validation data")
+    strategy = make_strategy(config.strategy)
+    is_chief, index = _worker() if config.strategy == "multi_worker" else (True, 0)
+    os.makedirs(output_dir, exist_ok=True)
+    write_dir = output_dir if is_chief else os.path.join(output_dir, f".worker-{index}")
+    os.makedirs(write_dir, exist_ok=True)
+    model_fn = model_fn or default_model_fn(config, num_classes)
+    steps_per_epoch = int(math.ceil(len(train_split) / config.batch_size))
+    tf.random.set_seed(config.seed)
+    np.random.seed(config.seed)
+
+    with strategy.scope():
+        model = model_fn()
+        if initial_weights_from is not None:
+            model.set_weights(initial_weights_from.get_weights())
+        if int(model.output_shape[-1]) != num_classes:
+            raise ConfigError(f"the model head has {model.output_shape[-1]} classes but the data has {num_classes}; "
+                              "build the model with classes equal to the number of classes in the data.")
+        optimizer = make_optimizer(config, steps_per_epoch)
+        from_logits = not outputs_probabilities(model)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if num_classes > 5:
+            metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits,
+                                                                label_smoothing=config.label_smoothing),
+                      metrics=metrics if compile_metrics else None)
+        optimizer.build(model.trainable_variables)
+        ema = WeightEMA(model, config.ema_decay) if config.ema_decay else None
+        tracked = {"model": model, "optimizer": optimizer}
+        if ema is not None:
+            tracked.update(ema_shadow=ema.shadow, ema_updates=ema.updates)
+        checkpoint = tf.train.Checkpoint(**tracked)
+
+    state = read_state(output_dir)
+    initial_epoch, history = 0, []
+    if state is not None:
+        check_signature(state, model, output_dir)
+        if not resume:
+            raise CheckpointError(f"{output_dir} already holds a run at epoch {state['epoch']}; pass resume=True "
+                                  "(--resume) to continue it, or use a fresh output_dir.")
+        checkpoint.restore(os.path.join(output_dir, state["checkpoint"])).expect_partial()
+        initial_epoch, history = int(state["epoch"]), list(state.get("history", []))
+    resumed_from = initial_epoch
+
+    norm = data_lib.check_normalization(config.normalization)
+    if is_chief:
+        _atomic_json(os.path.join(output_dir, "normalization.json"), norm)
+        _atomic_json(os.path.join(output_dir, "config.json"), dataclasses.asdict(config))
+    input_size = tuple(model.input_shape[1:3])
+    train_ds = data_lib.make_dataset(train_split, input_size, config.batch_size, training=True, seed=config.seed,
+                                     augment=config.augment, normalization=norm, one_hot=True, repeat=True)
+    train_ds = train_ds.skip(initial_epoch * steps_per_epoch)
+    val_ds = None
+    if val_split is not None:
+        val_ds = data_lib.make_dataset(val_split, input_size, config.batch_size, normalization=norm, one_hot=True)
+    if config.strategy == "multi_worker":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds = train_ds.with_options(options)
+        val_ds = val_ds.with_options(options) if val_ds is not None else None
+
+    cbs = [EpochCheckpoint(checkpoint, output_dir, write_dir, model_signature(model), history,
+                           {"config": dataclasses.asdict(config), **(run_info or {})})]
+    if ema is not None:
+        cbs.insert(0, _EMACallback(ema))
+    if config.tensorboard and is_chief and _tensorboard_available():
+        cbs.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False,
+                                               profile_batch=0))
+    cbs.extend(callbacks)
+    started = time.time()
+    if initial_epoch < config.epochs:
+        model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                  validation_data=val_ds, callbacks=cbs, verbose=config.verbose)
+    if ema is not None:
+        ema.swap_in()
+    metrics = {"epochs": config.epochs, "train_seconds": round(time.time() - started, 2),
+               "resumed_from_epoch": resumed_from}
+    if val_ds is not None:
+        results = model.evaluate(val_ds, verbose=0, return_dict=True)
+        metrics.update({f"val_{k}": float(v) for k, v in results.items()})
+    # Every worker saves (MultiWorkerMirroredStrategy needs all to take part); only the chief's copy stays.
+    tmp = os.path.join(write_dir, f".tmp-{os.getpid()}.weights.h5")
+    model.save_weights(tmp)
+    if is_chief:
+        os.replace(tmp, os.path.join(output_dir, "final.weights.h5"))
+        _atomic_json(os.path.join(output_dir, "metrics.json"), metrics)
+    else:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return TrainResult(model, history, metrics, output_dir, resumed_from)

@@ -1,0 +1,66 @@
+"""kerasnets-estimate and kerasnets-partition: JSON output, files written, one-sentence errors with exit 2."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from kerasnets.backend import tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(module, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=300)
+
+
+class EstimateCliTest(tf.test.TestCase):
+
+    def test_json_output(self):
+        proc = _run("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=64x96", "--profile=m55h",
+                    "--classes=10", "--json")
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        doc = json.loads(proc.stdout)
+        for key in ("latency_ms", "fps", "mac_utilization", "layers"):
+            self.assertIn(key, doc)
+        self.assertEqual(doc["input_size"], [64, 96])
+        self.assertEqual(doc["precision"], "int8")
+        self.assertGreater(doc["latency_ms"], 0)
+
+    def test_bad_flags_exit_2_with_one_sentence(self):
+        for args, needle in ((["--model=mobilenet_v2_035", "--profile=warp_drive"], "profile 'warp_drive' is unknown"),
+                             (["--model=mobilenet_v2_035", "--input_size=big"], "--input_size='big' is not a size"),
+                             (["--model=nosuchnet"], "unknown model"),
+                             (["--model=mobilenet_v2_035", "--threads=4", "--profile=host_cpu"], "recalibrate"),
+                             (["--no_such_flag"], "")):
+            proc = _run("export.cli.estimate", *args)
+            self.assertEqual(proc.returncode, 2, (args, proc.stderr[-500:]))
+            self.assertIn(needle, proc.stderr)
+
+
+class PartitionCliTest(tf.test.TestCase):
+
+    def test_json_and_files(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--classes=10",
+                        "--profile=edgetpu_usb", "--policy=float_head", f"--out={d}", "--calibration_count=4",
+                        "--json")
+            self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+            doc = json.loads(proc.stdout)
+            for key in ("latency_ms", "fps", "mac_utilization", "layers", "npu_layers", "cpu_layers", "cut"):
+                self.assertIn(key, doc)
+            self.assertIn("predictions", doc["cpu_layers"])
+            names = sorted(os.listdir(d))
+            self.assertIn("plan.json", names)
+            self.assertIn("partition.log", names)
+            self.assertTrue(any(n.endswith("_npu_int8.tflite") for n in names))
+            self.assertTrue(any(n.endswith("_cpu_float32.tflite") for n in names))
+
+    def test_bad_policy_exits_2(self):
+        proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--policy=fastest")
+        self.assertEqual(proc.returncode, 2)
+        proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--profile=host_cpu")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("CPU profile", proc.stderr)

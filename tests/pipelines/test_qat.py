@@ -1,0 +1,132 @@
+"""pipelines.qat, pipelines.staged and pipelines.bitwidth on small inputs, and the CLI boundary."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import kerasnets
+from export import tflite as tflite_export
+from kerasnets.backend import keras, tf
+from pipelines import bitwidth, data, ptq, qat, staged, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ZOO = ("mobilenet_v2_035", "shufflenet_v2_x0_5", "repghostnet_050", "axspine_small", "mobilenet_v3_small_100")
+
+
+def _images(n=4, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 32, 32, 3)).astype("float32")
+
+
+class QuantizeModelTest(tf.test.TestCase):
+
+    def test_every_family_quantizes(self):
+        x = _images()
+        for name in ZOO:
+            with self.subTest(model=name):
+                model = kerasnets.get_model(name, input_shape=(32, 32, 3), classes=10)
+                q = qat.quantize_model(model)
+                wrapped = qat.quantized_layer_names(q)
+                self.assertGreater(len(wrapped), 10)
+                self.assertIn("predictions", wrapped)
+                self.assertEqual(q.predict(x, verbose=0).shape, (4, 10))
+                if name == "repghostnet_050":  # the deploy form quantizes too
+                    self.assertGreater(len(qat.quantized_layer_names(qat.quantize_model(kerasnets.deploy(model)))), 10)
+
+    def test_depthwise_ranges_are_per_channel(self):
+        model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
+        q = qat.quantize_model(model)
+        wrapper = q.get_layer("quant_b1_dw")
+        channels = model.get_layer("b1_dw").depthwise_kernel.shape[-2]
+        mins = [w for w in wrapper.weights if w.name.endswith("depthwise_kernel_min:0")]
+        self.assertEqual(mins[0].shape, (channels,))
+
+    def test_float_head_weights_only_conversion_and_scope(self):
+        model = kerasnets.get_model("shufflenet_v2_x0_5", input_shape=(32, 32, 3), classes=10)
+        self.assertEqual(qat.head_layer_names(model), ["predictions", "dropout", "avg_pool"])
+        head = qat.quantize_model(model, float_head=True)
+        names = {l.name for l in head.layers}
+        self.assertIn("predictions", names)
+        self.assertIn("avg_pool", names)
+        self.assertNotIn("quant_predictions", names)
+        self.assertIn("quant_b3_split_a", names)  # ChannelSlice handled
+        weights_only = qat.quantize_model(model, mode="weights")
+        self.assertFalse(any(type(l).__name__ == "QuantizeLayer" for l in weights_only.layers))
+        x = _images()
+        self.assertAllClose(weights_only.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.05)
+        restored = qat.float_weights_from_qat(weights_only, kerasnets.get_model(
+            "shufflenet_v2_x0_5", input_shape=(32, 32, 3), classes=10))
+        self.assertAllClose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+        path = os.path.join(self.get_temp_dir(), "qat.h5")
+        head.save(path)
+        loaded = qat.load_qat_model(path)
+        self.assertAllClose(loaded.predict(x, verbose=0), head.predict(x, verbose=0), atol=1e-5)
+        content = tflite_export.convert(qat.quantize_model(model), "int8", representative_data=x,
+                                        calibration_count=4)
+        self.assertGreater(len(content), 1000)
+
+
+class StagedAndBitwidthTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tr = data.load_fashion_mnist("train").take(64, seed=0)
+        cls.va = data.load_fashion_mnist("test").take(32)
+        cls.config = train.TrainConfig(model="mobilenet_v2_035", epochs=1, batch_size=16, verbose=0,
+                                       tensorboard=False)
+
+    def test_staged_flow(self):
+        out = self.get_temp_dir()
+        result = staged.run_staged(self.config, self.tr, self.va, out, calibration_count=8)
+        self.assertEqual([r["stage"] for r in result["stages"]], list(staged.STAGES))
+        self.assertTrue(all(0 <= r["top1"] <= 1 for r in result["stages"]))
+        for folder in ("stage1_float", "stage2_weights", "stage3_weights_activations", "stage4_finetune"):
+            self.assertTrue(os.path.exists(os.path.join(out, folder, "state.json")), folder)
+        with open(os.path.join(out, "stage4_finetune", "state.json")) as f:
+            self.assertAllClose(json.load(f)["config"]["learning_rate"], 1e-7)
+        self.assertIn("top1", result["tflite"])
+        self.assertIn("| finetune |", staged.format_stage_table(result))
+        again = staged.run_staged(self.config, self.tr, self.va, out, resume=True, tflite=False)  # all restored
+        self.assertAllClose(again["stages"][0]["top1"], result["stages"][0]["top1"])
+
+    def test_learned_bits_plan_and_export(self):
+        out = self.get_temp_dir()
+        result = staged.run_bitwidth(self.config, self.tr, self.va, out, target_bits=3.0, strength=5.0,
+                                     learning_rate=0.05, calibration_count=8)
+        plan = result["plan"]
+        self.assertTrue(all(1 <= b <= 8 for b in plan.values()))
+        self.assertLess(result["summary"]["average_bits"], 8.0)  # the budget pulled bits down
+        self.assertLess(result["summary"]["weight_bytes"], result["summary"]["weight_bytes_8bit"])
+        with open(result["plan_path"]) as f:
+            self.assertEqual(json.load(f)["plan"], plan)
+        with open(result["tflite"] + ".manifest.json") as f:
+            self.assertEqual(json.load(f)["bitwidth_plan"], "bitwidth_plan.json")
+        # A forced low-bit plan: int8 kernels carry at most 2^b - 1 levels per channel.
+        model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
+        forced = {"b0_conv": 3, "b1_dw": 2, "b2_expand_conv": 4}
+        content = ptq.quantize_post_training(bitwidth.snap_to_plan(model, forced), self.tr, count=8)
+        for name, b in forced.items():
+            levels = bitwidth.tflite_levels_per_channel(content, name)
+            self.assertGreater(levels, 0, name)
+            self.assertLessEqual(levels, 2 ** b - 1, name)
+
+
+class CliTest(tf.test.TestCase):
+
+    def _run(self, *args):
+        env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, cwd=ROOT,
+                              timeout=300)
+
+    def test_bad_input_exits_2_with_one_sentence(self):
+        flagfile = os.path.join(self.get_temp_dir(), "bad.flags")
+        with open(flagfile, "w") as f:
+            f.write("--model=mobilenet_v2_035\n--output_dir=/tmp/x\n--data=/no/such/folder\n")
+        proc = self._run("pipelines.cli.train", f"--flagfile={flagfile}")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("error: data source '/no/such/folder'", proc.stderr)
+        proc = self._run("pipelines.cli.quantize", "dance", "--output_dir=/tmp/x")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("ptq, qat, staged, bitwidth", proc.stderr)
