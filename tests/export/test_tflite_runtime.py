@@ -180,3 +180,26 @@ class OnnxTest(tf.test.TestCase):
         content = kn_onnx.to_onnx(model)
         report = kn_onnx.verify_onnx(model, content, _images(4, 64), atol=1e-4)
         self.assertEqual(report["top1_agreement"], 1.0)
+
+
+class ExportScriptTest(tf.test.TestCase):
+
+    def test_export_script_with_real_calibration_and_bad_flags(self):
+        folder = tempfile.mkdtemp()
+        out = os.path.join(folder, "m.tflite")
+        cmd = [sys.executable, "-m", "export.cli.export", "--model=mobilenet_v2_035", "--input_size=32x32",
+               "--mode=int8", f"--out={out}", "--calibration=fashion_mnist", "--calibration_count=16", "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        manifest = json.load(open(tflite.manifest_path(out)))
+        self.assertEqual(manifest["calibration"], "fashion_mnist")
+        self.assertTrue(manifest["verification"]["passed"])
+        self.assertEqual(manifest["normalization"]["mean"], [127.5, 127.5, 127.5])
+        for bad, words in ((["--model=nope"], "unknown model"), (["--out=x.bin"], "must name a .tflite"),
+                           (["--input_size=abc"], "not a size")):
+            args = {a.split("=")[0]: a for a in cmd[3:]}
+            args.update({b.split("=")[0]: b for b in bad})
+            proc = subprocess.run(cmd[:3] + list(args.values()), capture_output=True, text=True)
+            self.assertEqual(proc.returncode, 2, bad)
+            self.assertIn(words, proc.stderr)
+            self.assertNotIn("Traceback", proc.stderr)
