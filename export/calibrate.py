@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from kerasnets.stats import randomize_batch_norm
+
 from export import cost, litert_timing
 from export.profiles import load_profile, parse_profile
 from kerasnets.backend import keras
@@ -203,13 +205,7 @@ def kernel_specs(quick=False):
 def _kernel_model(shape, body, index):
     x = keras.Input(shape, name="input")
     model = keras.Model(x, body(x), name=f"kernel{index}")
-    rng = np.random.default_rng(index)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.3, b.shape),
-                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.5, v.shape)])
-    return model
+    return randomize_batch_norm(model, seed=index, beta_std=0.3, mean_std=0.1)
 
 
 def _convert(model, precision, calibration=4):

@@ -49,3 +49,18 @@ def count_macs(model):
 def count_params(model):
     """Parameters as Keras counts them (BN moving statistics included)."""
     return int(model.count_params())
+
+
+def randomize_batch_norm(model, seed=0, gamma=(0.5, 1.5), beta_std=0.2, mean_std=0.2, variance=(0.5, 1.5)):
+    """Give every BatchNormalization non-trivial statistics (in place; returns ``model``).
+
+    Untrained models have identity BNs, which hide folding and quantization mistakes; tests,
+    micro-benchmarks and calibration use this so outputs depend on every statistic.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(*gamma, g.shape), rng.normal(0, beta_std, b.shape),
+                               rng.normal(0, mean_std, m.shape), rng.uniform(*variance, v.shape)])
+    return model

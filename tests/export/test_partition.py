@@ -9,18 +9,13 @@ import kerasnets
 from export import cost, partition, profiles, runtime, tflite
 from kerasnets import layers as kl
 from kerasnets.backend import keras, tf
+from kerasnets.stats import randomize_batch_norm
 
 L = keras.layers
 
 
 def _randomize_bn(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.8, 1.5, g.shape), rng.normal(0, 0.5, b.shape),
-                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.0, v.shape)])
-    return model
+    return randomize_batch_norm(model, seed, gamma=(0.8, 1.5), beta_std=0.5, mean_std=0.1, variance=(0.5, 1.0))
 
 
 def _images(n, size, seed=1):

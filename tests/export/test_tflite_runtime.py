@@ -10,19 +10,15 @@ import numpy as np
 import kerasnets
 from export import runtime, tflite
 from kerasnets.backend import keras, tf
+from kerasnets.stats import randomize_batch_norm
 
 L = keras.layers
 
 
 def _model(name="mobilenet_v2_035", size=48, **kw):
     model = kerasnets.get_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None, **kw)
-    rng = np.random.default_rng(0)
-    for layer in model.layers:  # non-trivial BN statistics, so outputs are not constant
-        if isinstance(layer, L.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.8, 1.5, g.shape), rng.normal(0, 0.5, b.shape),
-                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.0, v.shape)])
-    return model
+    # Non-trivial BN statistics, so outputs are not constant.
+    return randomize_batch_norm(model, 0, gamma=(0.8, 1.5), beta_std=0.5, mean_std=0.1, variance=(0.5, 1.0))
 
 
 def _images(n=16, size=48, seed=1):

@@ -3,18 +3,9 @@ import numpy as np
 
 import kerasnets
 from kerasnets.backend import keras, tf
+from kerasnets.stats import randomize_batch_norm
 
 L = keras.layers
-
-
-def randomize_batch_norm(model, seed=0):
-    """Give every BN non-trivial statistics so that folding mistakes show."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.2, b.shape),
-                               rng.normal(0, 0.2, m.shape), rng.uniform(0.5, 1.5, v.shape)])
 
 
 class DeployTest(tf.test.TestCase):

@@ -8,7 +8,7 @@ import numpy as np
 
 import kerasnets
 from kerasnets.backend import keras, tf
-from tests.kerasnets.test_deploy import randomize_batch_norm
+from kerasnets.stats import randomize_batch_norm
 
 L = keras.layers
 
