@@ -20,7 +20,7 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || echo "dataset-fashion-mnist not installed; loaders fall back to the Keras cache"; fi
 
 run: $(STAMP) data
-	$(VENV)/bin/kerasnets-zoo
+	$(VENV)/bin/kerasnets-run $(RUN_FLAGS)
 
 test: $(STAMP) data
 	$(PY) -m pytest -q tests

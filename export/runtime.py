@@ -225,12 +225,31 @@ class _Timer:
         self.times.append((time.perf_counter() - start) * 1e3)
 
 
+def timing_stats(times_ms):
+    """Median, p90, mean and min of a list of times in ms."""
+    t = sorted(times_ms)
+    return {"runs": len(t), "median_ms": statistics.median(t), "p90_ms": t[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))],
+            "mean_ms": statistics.fmean(t), "min_ms": t[0]}
+
+
 def _summary(timer, label):
-    t = sorted(timer.times)
     ops = collections.Counter(_parse(timer.content, label))
-    return {"model": label, "runs": len(t), "median_ms": statistics.median(t),
-            "p90_ms": t[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))], "mean_ms": statistics.fmean(t),
-            "min_ms": t[0], "size_bytes": len(timer.content), "ops": sum(ops.values()), "op_counts": dict(ops)}
+    return {"model": label, **timing_stats(timer.times), "size_bytes": len(timer.content), "ops": sum(ops.values()),
+            "op_counts": dict(ops)}
+
+
+def time_function(fn, runs=50, warmup=5):
+    """Time ``fn()`` (e.g. a chained runner on one image): warm-up, then ``runs`` calls; median and p90 in ms."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs={runs} / warmup={warmup} must be >= 1 / >= 0.")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return timing_stats(times)
 
 
 def benchmark(artifact, runs=50, warmup=5, threads=1):

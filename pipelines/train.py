@@ -31,7 +31,7 @@ STATE_FILE = "state.json"
 class TrainConfig:
     """Everything a float training run needs (and what its checkpoint is checked against)."""
     model: str = "mobilenet_v2_035"
-    input_size: int = 32
+    input_size: object = 32          # S (square) or (height, width)
     overrides: dict = dataclasses.field(default_factory=dict)  # get_model(**overrides), e.g. width
     epochs: int = 10
     batch_size: int = 128
@@ -55,9 +55,11 @@ class TrainConfig:
             raise ConfigError(f"optimizer {self.optimizer!r} is unknown; use one of {OPTIMIZERS}.")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy {self.strategy!r} is unknown; use one of {STRATEGIES}.")
-        for name in ("epochs", "batch_size", "input_size"):
+        for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
+        if min(self.input_hw) < 1:
+            raise ConfigError(f"input_size={self.input_size} must be positive.")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate={self.learning_rate} must be positive.")
         if not 0 <= self.label_smoothing < 1:
@@ -66,6 +68,12 @@ class TrainConfig:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1) (0 turns EMA off).")
         data_lib.check_normalization(self.normalization)
         return self
+
+    @property
+    def input_hw(self):
+        """(height, width) of the model input."""
+        s = self.input_size
+        return (int(s), int(s)) if isinstance(s, (int, np.integer)) else tuple(int(v) for v in s)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -253,7 +261,7 @@ def outputs_probabilities(model):
 
 def default_model_fn(config, num_classes):
     def build():
-        return kerasnets.get_model(config.model, input_shape=(config.input_size, config.input_size, 3),
+        return kerasnets.get_model(config.model, input_shape=config.input_hw + (3,),
                                    classes=num_classes, **config.overrides)
     return build
 

@@ -12,13 +12,15 @@ FLAGS = flags.FLAGS
 
 def define_common():
     flags.DEFINE_string("model", "mobilenet_v2_035", "Zoo model name (kerasnets.list_models()).")
-    flags.DEFINE_integer("input_size", 32, "Square input size the images are resized to.")
+    flags.DEFINE_string("input_size", "32x32", "Input size HEIGHTxWIDTH (or S for square) images are resized to.")
     flags.DEFINE_string("overrides", "{}", "JSON dict of get_model overrides, e.g. '{\"width\": 0.5}'.")
-    flags.DEFINE_string("data", "fashion_mnist", "fashion_mnist[:folder], a folder of class sub-folders "
+    flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist[:folder], a folder of class sub-folders "
                         "(with train/ and test/), or a TFRecord path with {split}.")
+    flags.DEFINE_alias("data", "dataset")
     flags.DEFINE_integer("train_subset", 0, "Use only this many training images (0 = all).")
     flags.DEFINE_integer("val_subset", 0, "Use only this many validation images (0 = all).")
     flags.DEFINE_string("output_dir", None, "Folder for checkpoints, logs and artifacts.")
+    flags.DEFINE_alias("out", "output_dir")
     flags.DEFINE_integer("epochs", 10, "Float training epochs.")
     flags.DEFINE_integer("batch_size", 128, "Global batch size.")
     flags.DEFINE_enum("optimizer", "sgd", list(train.OPTIMIZERS), "Optimizer.")
@@ -44,7 +46,7 @@ def train_config():
         raise ConfigError(f"--overrides={FLAGS.overrides!r} is not a JSON object; write e.g. '{{\"width\": 0.5}}'.")
     if not FLAGS.output_dir:
         raise ConfigError("--output_dir is required; pass the folder for checkpoints and artifacts.")
-    return train.TrainConfig(model=FLAGS.model, input_size=FLAGS.input_size, overrides=overrides,
+    return train.TrainConfig(model=FLAGS.model, input_size=input_hw(), overrides=overrides,
                              epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer,
                              learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay,
                              warmup_epochs=FLAGS.warmup_epochs, label_smoothing=FLAGS.label_smoothing,
@@ -52,10 +54,19 @@ def train_config():
                              strategy=FLAGS.strategy, verbose=FLAGS.verbose).check()
 
 
+def input_hw():
+    """--input_size as (height, width)."""
+    from kerasnets.cli import parse_size
+    try:
+        return parse_size(FLAGS.input_size)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def load_splits():
-    size = (FLAGS.input_size, FLAGS.input_size)
-    tr = data_lib.load_split(FLAGS.data, "train", image_size=size)
-    va = data_lib.load_split(FLAGS.data, "test", image_size=size, class_names=tr.class_names,
+    size = input_hw()
+    tr = data_lib.load_split(FLAGS.dataset, "train", image_size=size)
+    va = data_lib.load_split(FLAGS.dataset, "test", image_size=size, class_names=tr.class_names,
                              num_classes=tr.num_classes)
     if FLAGS.train_subset:
         tr = tr.take(FLAGS.train_subset, seed=FLAGS.seed)

@@ -63,7 +63,7 @@ def _ptq(config, tr, va):
         if not FLAGS.json:
             print(ptq.format_debug_report(rows))
     if FLAGS.compare_quantizers:
-        images = data.calibration_images(tr, (config.input_size,) * 2, 16, config.normalization)
+        images = data.calibration_images(tr, config.input_hw, 16, config.normalization)
         rows = quantizers.compare_quantizers(model, images)
         summary["quantizer_comparison"] = rows
         if not FLAGS.json:

@@ -1,0 +1,438 @@
+"""The end-to-end job: a model name and a dataset in, verified and measured deployment artifacts out.
+
+    data -> float training -> int8 (QAT by default, or PTQ) -> deploy -> Edge TPU partition
+    (float head on the CPU) -> float32 / int8 / partitioned TFLite artifacts -> verification and
+    accuracy on the test split -> host benchmark -> estimate on every hardware profile ->
+    ``summary.json`` and ``report.md`` with plots.
+
+Every step writes its result to ``<out>/steps/<step>.json`` when it finishes, and training
+checkpoints every epoch, so running the same job again continues where an interrupted run
+stopped: finished steps are read back, not redone.
+"""
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+import kerasnets
+from pipelines import data as data_lib
+from pipelines import evaluate, qat, train
+from pipelines.errors import ConfigError, DataError
+
+QUANTIZATION = ("qat", "ptq")
+STEPS = ("train_float", "quantize", "export", "partition", "verify", "benchmark", "estimate", "report")
+# Fields that may change between an interrupted run and its resumption without invalidating it.
+_RESUMABLE_FIELDS = ("verbose",)
+
+
+@dataclasses.dataclass
+class JobConfig:
+    """Settings of one end-to-end run; stored as ``job.json`` and checked on resume."""
+    model: str = "mobilenet_v2_035"
+    dataset: str = "fashion_mnist"
+    input_size: tuple = (32, 32)
+    overrides: dict = dataclasses.field(default_factory=dict)
+    epochs: int = 2
+    qat_epochs: int = 1
+    quantization: str = "qat"
+    batch_size: int = 128
+    learning_rate: float = 0.05
+    train_subset: int = 0            # 0 = all training images
+    val_subset: int = 0              # 0 = the whole test split
+    holdout_fraction: float = 0.2    # test share of a user folder without a test/ sub-folder
+    calibration_count: int = 200
+    partition_profile: str = "edgetpu_usb"
+    partition_policy: str = "float_head"
+    bench_runs: int = 100
+    threads: int = 1
+    seed: int = 0
+    verbose: int = 2
+
+    def check(self):
+        self.input_size = tuple(int(v) for v in self.input_size)
+        if len(self.input_size) != 2 or min(self.input_size) < 8:
+            raise ConfigError(f"input_size={self.input_size} must be (height, width), each at least 8.")
+        if self.quantization not in QUANTIZATION:
+            raise ConfigError(f"quantization={self.quantization!r} is unknown; use one of {QUANTIZATION}.")
+        for name in ("epochs", "batch_size", "calibration_count", "bench_runs", "threads"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
+        if self.quantization == "qat" and self.qat_epochs < 1:
+            raise ConfigError(f"qat_epochs={self.qat_epochs} must be at least 1 with QAT; pass quantization='ptq' "
+                              "to skip quantization-aware training.")
+        if not 0 < self.holdout_fraction < 1:
+            raise ConfigError(f"holdout_fraction={self.holdout_fraction} must be in (0, 1).")
+        if self.model not in kerasnets.list_models():
+            raise ConfigError(f"model {self.model!r} is not in the zoo; pick one of kerasnets.list_models() "
+                              "(kerasnets-zoo lists them).")
+        from export import profiles
+        profiles.load_profile(self.partition_profile)
+        return self
+
+    def train_config(self):
+        return train.TrainConfig(model=self.model, input_size=self.input_size, overrides=dict(self.overrides),
+                                 epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                                 seed=self.seed, verbose=self.verbose, tensorboard=True).check()
+
+
+# ------------------------------------------------------------------ state ----
+
+class _Run:
+    """The run folder: config, finished steps, and the values later steps share (loaded lazily)."""
+
+    def __init__(self, config, out_dir, log):
+        self.config, self.out, self.log = config, out_dir, log
+        self._cache = {}
+
+    def path(self, *parts):
+        return os.path.join(self.out, *parts)
+
+    def step_file(self, step):
+        return self.path("steps", f"{step}.json")
+
+    def done(self, step):
+        if os.path.isfile(self.step_file(step)):
+            with open(self.step_file(step)) as f:
+                return json.load(f)
+        return None
+
+    def finish(self, step, result):
+        from export.tflite import atomic_write
+        atomic_write(self.step_file(step), json.dumps(result, indent=1, default=_plain) + "\n")
+        return result
+
+    def cached(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    # Data -----------------------------------------------------------------
+    def splits(self):
+        return self.cached("splits", lambda: load_splits(self.config))
+
+    def normalization(self):
+        return self.config.train_config().normalization
+
+    def calibration(self):
+        tr, _ = self.splits()
+        count = min(self.config.calibration_count, len(tr))
+        return self.cached("calibration", lambda: data_lib.calibration_images(
+            tr, self.config.input_size, count, self.normalization(), seed=self.config.seed))
+
+    def test_images(self):
+        """The whole test split, preprocessed like training (N, h, w, 3), and its labels."""
+        def make():
+            _, va = self.splits()
+            images = va.images if va.images.ndim == 4 else va.images[..., None]
+            x = np.concatenate([data_lib.preprocess(images[i:i + 1024], self.config.input_size,
+                                                    self.normalization()).numpy()
+                                for i in range(0, len(va), 1024)])
+            return x, va.labels
+        return self.cached("test_images", make)
+
+    # Models -----------------------------------------------------------------
+    def float_model(self):
+        def make():
+            tr, _ = self.splits()
+            model = train.default_model_fn(self.config.train_config(), tr.num_classes)()
+            model.load_weights(self.path("float", "final.weights.h5"))
+            return model
+        return self.cached("float_model", make)
+
+    def qat_model(self):
+        def make():
+            model = qat.quantize_model(self.float_model())
+            model.load_weights(self.path("qat", "final.weights.h5"))
+            return model
+        return self.cached("qat_model", make)
+
+    def int8_source(self):
+        """The Keras model the int8 artifact is converted from (QAT model, or the float model for PTQ)."""
+        return self.qat_model() if self.config.quantization == "qat" else self.float_model()
+
+    def partition_source(self):
+        """A float model holding the weights the int8 artifact was made from (QAT-tuned under QAT)."""
+        def make():
+            if self.config.quantization == "ptq":
+                return self.float_model()
+            tr, _ = self.splits()
+            model = train.default_model_fn(self.config.train_config(), tr.num_classes)()
+            return qat.float_weights_from_qat(self.qat_model(), model)
+        return self.cached("partition_source", make)
+
+
+def _plain(o):
+    return o.item() if hasattr(o, "item") else str(o)
+
+
+def load_splits(config):
+    """(train, test) splits of ``config.dataset``; a folder without ``test/`` gets a seeded hold-out."""
+    size = tuple(config.input_size)
+    source = config.dataset
+    if os.path.isdir(source) and not os.path.isdir(os.path.join(source, "test")):
+        whole = data_lib.load_split(source, "train", image_size=size)
+        order = np.random.default_rng(config.seed).permutation(len(whole))
+        n_test = max(1, int(round(len(whole) * config.holdout_fraction)))
+        if len(whole) - n_test < 1:
+            raise DataError(f"dataset {source!r} has {len(whole)} images, too few to hold out a test share; "
+                            "add images or a test/ sub-folder.")
+        pick = lambda idx: data_lib.DataSplit(whole.images[np.sort(idx)], whole.labels[np.sort(idx)],
+                                              whole.class_names, whole.source)
+        tr, va = pick(order[n_test:]), pick(order[:n_test])
+    else:
+        tr = data_lib.load_split(source, "train", image_size=size)
+        va = data_lib.load_split(source, "test", image_size=size, class_names=tr.class_names,
+                                 num_classes=tr.num_classes)
+    if config.train_subset:
+        tr = tr.take(config.train_subset, seed=config.seed)
+    if config.val_subset:
+        va = va.take(config.val_subset)
+    return tr, va
+
+
+def _check_resume(config, out_dir, restart):
+    path = os.path.join(out_dir, "job.json")
+    mine = dataclasses.asdict(config)
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(path):
+        raise ConfigError(f"{out_dir} is not empty and holds no kerasnets-run job; pass an empty or new --out folder.")
+    if restart and os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    if os.path.isfile(path):
+        with open(path) as f:
+            theirs = json.load(f)["config"]
+        mine_cmp = json.loads(json.dumps(mine))
+        changed = [k for k in mine_cmp if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine_cmp[k]]
+        if changed:
+            k = changed[0]
+            raise ConfigError(f"{out_dir} holds a run with {k}={theirs.get(k)!r}, not {mine_cmp[k]!r}; "
+                              "use another --out (or --name), or --restart to discard it.")
+        return True
+    from export.tflite import atomic_write
+    atomic_write(path, json.dumps({"config": mine, "command": " ".join(sys.argv)}, indent=1) + "\n")
+    return False
+
+
+# ------------------------------------------------------------------ steps ----
+
+def _train_float(run):
+    tr, va = run.splits()
+    result = train.fit(run.config.train_config(), tr, va, run.path("float"), resume=True)
+    run._cache["float_model"] = result.model
+    return {"metrics": result.metrics, "weights": "float/final.weights.h5", "train_images": len(tr),
+            "test_images": len(va), "classes": list(tr.class_names)}
+
+
+def _quantize(run):
+    c = run.config
+    if c.quantization == "ptq":
+        return {"method": "ptq", "calibration_images": len(run.calibration())}
+    tr, va = run.splits()
+    stage = dataclasses.replace(c.train_config(), epochs=c.qat_epochs, learning_rate=c.learning_rate / 10,
+                                warmup_epochs=0.0)
+    float_model = run.float_model()
+    result = train.fit(stage, tr, va, run.path("qat"), resume=True, model_fn=lambda: qat.quantize_model(float_model))
+    run._cache["qat_model"] = result.model
+    return {"method": "qat", "metrics": result.metrics, "weights": "qat/final.weights.h5",
+            "learning_rate": stage.learning_rate}
+
+
+def _export(run):
+    from export import tflite
+    c = run.config
+    tr, _ = run.splits()
+    images = run.calibration()
+    out = {}
+    for mode, model in (("float32", run.float_model()), ("int8", run.int8_source())):
+        content = tflite.convert(model, mode, representative_data=images if mode == "int8" else None,
+                                 calibration_count=len(images))
+        name = f"artifacts/{c.model}_{mode}.tflite"
+        manifest = tflite.write_artifact(run.path(name), content, c.model, mode, normalization=run.normalization(),
+                                         labels=list(tr.class_names),
+                                         extra={"quantization": c.quantization if mode == "int8" else None,
+                                                "calibration_images": len(images) if mode == "int8" else 0})
+        out[mode] = {"file": name, "size_bytes": manifest["size_bytes"], "sha256": manifest["sha256"]}
+    return out
+
+
+def _partition(run):
+    from export import partition
+    c = run.config
+    model = run.partition_source()
+    plan = partition.partition_for_profile(model, c.partition_profile, policy=c.partition_policy)
+    files = partition.export_partition(model, plan, run.path("partitioned"), run.calibration(),
+                                       calibration_count=len(run.calibration()))
+    totals = plan.estimate["totals"]
+    return {"profile": plan.profile, "policy": plan.policy, "precision": plan.precision, "cut": plan.cut,
+            "npu_layers": len(plan.npu_layers), "cpu_layers": len(plan.cpu_layers),
+            "npu_ops": totals.get("npu_ops"), "cpu_ops": totals.get("cpu_ops"),
+            "estimate": {k: totals.get(k) for k in ("latency_ms", "fps", "npu_ms", "cpu_ms", "transfer_ms",
+                                                     "param_cache_used_bytes", "param_streamed_bytes")},
+            "files": [{"file": f"partitioned/{f['file']}", "device": f["device"], "mode": f["mode"],
+                       "size_bytes": os.path.getsize(run.path("partitioned", f["file"]))} for f in files],
+            "plan": "partitioned/plan.json", "log": "partitioned/partition.log",
+            "weights": "qat-tuned float weights, NPU part calibrated post-training"
+            if c.quantization == "qat" else "float weights, NPU part calibrated post-training"}
+
+
+def _verify(run):
+    from export import partition, runtime
+    c = run.config
+    x, labels = run.test_images()
+    sample = x[:64]
+    exported = run.done("export")
+    result = {"samples": int(len(sample)), "checks": {}, "accuracy": {}}
+    for mode, model in (("float32", run.float_model()), ("int8", run.int8_source())):
+        path = run.path(exported[mode]["file"])
+        run.log(f"  verifying {mode} against Keras on {len(sample)} test images")
+        result["checks"][mode] = runtime.verify(model, path, sample, mode)
+        run.log(f"  {mode}: top-1 over {len(x)} test images")
+        result["accuracy"][mode] = _top1(runtime.run_batch(runtime.load_interpreter(path, threads=c.threads), x),
+                                         labels)
+    runner = partition.ChainedRunner(run.path("partitioned"), threads=c.threads)
+    parts = partition.split_model(run.partition_source(), _plan_parts(run))
+    expected = partition.run_parts_keras(parts, sample)
+    got = runner(sample)
+    agree = float(np.mean(expected.argmax(-1) == got.argmax(-1)))
+    err = float(np.abs(expected - got).max())
+    limit_err, limit_agree = runtime.TOLERANCES["int8"]
+    check = {"mode": "partitioned (int8 NPU part + float32 CPU part)", "samples": int(len(sample)),
+             "max_abs_error": err, "top1_agreement": agree,
+             "tolerance": {"max_abs_error": limit_err, "top1_agreement": limit_agree},
+             "passed": err <= limit_err and agree >= limit_agree}
+    if not check["passed"]:
+        raise runtime.VerificationError(f"the partitioned pair disagrees with its Keras parts: max abs error "
+                                        f"{err:.3g} (limit {limit_err}), top-1 agreement {agree:.3f} "
+                                        f"(minimum {limit_agree}).")
+    result["checks"]["partitioned"] = check
+    run.log(f"  partitioned: top-1 over {len(x)} test images")
+    result["accuracy"]["partitioned"] = _top1(runner(x), labels)
+    result["accuracy"]["keras_float"] = evaluate.accuracy_from_scores(
+        run.float_model().predict(x, batch_size=256, verbose=0), labels)["top1"]
+    result["test_images"] = int(len(x))
+    return result
+
+
+def _plan_parts(run):
+    with open(run.path("partitioned", "plan.json")) as f:
+        return json.load(f)["parts"]
+
+
+def _top1(scores, labels):
+    return evaluate.accuracy_from_scores(scores.reshape(len(labels), -1), labels)["top1"]
+
+
+def _benchmark(run):
+    from export import partition, runtime
+    c = run.config
+    exported = run.done("export")
+    paths = {mode: run.path(exported[mode]["file"]) for mode in ("float32", "int8")}
+    run.log(f"  interleaved float32 / int8, {c.bench_runs} runs each, {c.threads} thread(s)")
+    timed = runtime.compare(paths, runs=c.bench_runs, warmup=5, threads=c.threads)
+    runner = partition.ChainedRunner(run.path("partitioned"), threads=c.threads)
+    image = run.test_images()[0][:1]
+    chained = runtime.time_function(lambda: runner(image), runs=c.bench_runs, warmup=5)
+    out = {mode: {k: timed[mode][k] for k in ("median_ms", "p90_ms", "mean_ms", "runs", "size_bytes", "ops")}
+           for mode in paths}
+    out["partitioned"] = dict(chained, note="both parts run on the host CPU in LiteRT, with the host's "
+                                            "quantize/dequantize at the boundary")
+    out["int8_speedup"] = timed["float32"]["median_ms"] / timed["int8"]["median_ms"]
+    out["threads"] = c.threads
+    out["cpu"] = _cpu_name()
+    return out
+
+
+def _cpu_name():
+    from export import calibrate
+    return calibrate._cpu_name()
+
+
+def _estimate(run):
+    from export import cost, profiles
+    model = kerasnets.deploy(run.float_model())
+    out = {}
+    for name in profiles.list_profiles():
+        profile = profiles.load_profile(name)
+        precisions = ("int8", "float32") if not profile.is_npu else (profile.default_precision(),)
+        for precision in precisions:
+            res = cost.estimate(model, profile, precision=precision)
+            t = res["totals"]
+            key = name if len(precisions) == 1 else f"{name}_{precision}"
+            out[key] = {"profile": name, "precision": precision, "latency_ms": t["latency_ms"], "fps": t["fps"],
+                        "mac_utilization": t["mac_utilization"], "macs": t["macs"],
+                        "npu_ops": t.get("npu_ops"), "cpu_ops": t.get("cpu_ops")}
+            if name == run.config.partition_profile:
+                out[key]["top_layers"] = [
+                    {k: r[k] for k in ("name", "kind", "placement", "latency_ms", "bound", "reason")}
+                    for r in sorted(res["layers"], key=lambda r: -r["latency_ms"])[:12]]
+    return {"profiles": out}
+
+
+def _report(run):
+    from export import report
+    summary = build_summary(run)
+    report.write_report(summary, run.out)
+    return {"summary": "summary.json", "report": "report.md", "plots": summary["plots"]}
+
+
+def build_summary(run):
+    """``summary.json``: what the job made and measured, in one object."""
+    c = run.config
+    steps = {s: run.done(s) for s in STEPS[:-1]}
+    ver, bench, est, part = steps["verify"], steps["benchmark"], steps["estimate"], steps["partition"]
+    sizes = {m: steps["export"][m]["size_bytes"] for m in ("float32", "int8")}
+    sizes["partitioned"] = sum(f["size_bytes"] for f in part["files"])
+    return {
+        "name": os.path.basename(os.path.normpath(run.out)), "model": c.model, "dataset": c.dataset,
+        "input_size": list(c.input_size), "quantization": c.quantization, "config": dataclasses.asdict(c),
+        "train_images": steps["train_float"]["train_images"], "test_images": ver["test_images"],
+        "accuracy": {k: ver["accuracy"][k] for k in ("float32", "int8", "partitioned")},
+        "accuracy_keras_float": ver["accuracy"]["keras_float"],
+        "verification": ver["checks"],
+        "host_latency_ms": {k: bench[k]["median_ms"] for k in ("float32", "int8", "partitioned")},
+        "host_benchmark": bench,
+        "estimate": est["profiles"],
+        "partition": part,
+        "sizes_bytes": sizes,
+        "artifacts": {"float32": steps["export"]["float32"]["file"], "int8": steps["export"]["int8"]["file"],
+                      "partitioned": [f["file"] for f in part["files"]]},
+        "training": {"float": steps["train_float"]["metrics"], "quantize": steps["quantize"]},
+        "plots": {"accuracy_latency": "plots/accuracy_latency.png", "layer_cost": "plots/layer_cost.png"},
+        "seconds": {s: steps[s].get("_seconds") for s in STEPS[:-1]},
+    }
+
+
+_FUNCTIONS = {"train_float": _train_float, "quantize": _quantize, "export": _export, "partition": _partition,
+              "verify": _verify, "benchmark": _benchmark, "estimate": _estimate, "report": _report}
+
+
+def run_job(config, out_dir, restart=False, log=print):
+    """Run (or resume) the end-to-end job into ``out_dir``; returns the summary dict.
+
+    Args:
+      config: a :class:`JobConfig`.
+      out_dir: the run folder (``runs/<name>``); an existing one with the same settings is
+        resumed, one with other settings is refused.
+      restart: discard whatever ``out_dir`` holds first.
+      log: where progress lines go.
+    """
+    config.check()
+    resumed = _check_resume(config, out_dir, restart)
+    run = _Run(config, out_dir, log)
+    log(f"kerasnets-run: {config.model} on {config.dataset} at {config.input_size[0]}x{config.input_size[1]}, "
+        f"{config.quantization.upper()}, into {out_dir}" + (" (resuming)" if resumed else ""))
+    for i, step in enumerate(STEPS, 1):
+        if step != "report" and run.done(step) is not None:
+            log(f"[{i}/{len(STEPS)}] {step}: done earlier, read back")
+            continue
+        log(f"[{i}/{len(STEPS)}] {step} ...")
+        started = time.time()
+        result = _FUNCTIONS[step](run)
+        result["_seconds"] = round(time.time() - started, 1)
+        run.finish(step, result)
+        log(f"[{i}/{len(STEPS)}] {step}: {result['_seconds']} s")
+    with open(run.path("summary.json")) as f:
+        return json.load(f)
