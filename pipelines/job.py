@@ -296,7 +296,7 @@ def _verify(run):
     parts = partition.split_model(run.partition_source(), _plan_parts(run))
     expected = partition.run_parts_keras(parts, sample)
     got = runner(sample)
-    agree = float(np.mean(expected.argmax(-1) == got.argmax(-1)))
+    agree = runtime.top1_agreement(expected, got)
     err = float(np.abs(expected - got).max())
     limit_err, limit_agree = runtime.TOLERANCES["int8"]
     check = {"mode": "partitioned (int8 NPU part + float32 CPU part)", "samples": int(len(sample)),

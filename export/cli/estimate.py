@@ -30,7 +30,7 @@ flags.DEFINE_integer("classes", 1000, "Classifier width.", lower_bound=1)
 flags.DEFINE_string("shuffle", None, "ShuffleNet channel shuffle form: low_rank or 5d.")
 flags.DEFINE_string("group_conv", None, "Group conv form: native or split.")
 flags.DEFINE_integer("top", 0, "Show only the N most expensive layers (0 = all).", lower_bound=0)
-flags.DEFINE_string("chart", None, "Write a PNG chart of per-layer cost to this path (needs matplotlib).")
+flags.DEFINE_string("chart", None, "Write a PNG chart of per-layer cost to this path.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_bool("calibrate", False, "Fit the host_cpu profile from LiteRT micro-benchmarks on this machine.")
 flags.DEFINE_bool("quick", False, "With --calibrate: a third of the kernels (about a minute).")
@@ -78,28 +78,6 @@ def _calibrate():
     return 0
 
 
-def _chart(result, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("--chart needs matplotlib; pip install matplotlib or drop --chart.") from None
-    from export.tflite import atomic_write
-    import io
-    rows = [r for r in result["layers"] if r["latency_ms"] > 0]
-    colors = {"npu": "tab:blue", "cpu": "tab:orange", "link": "tab:gray"}
-    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.12), 4))
-    ax.bar(range(len(rows)), [r["latency_ms"] for r in rows], color=[colors.get(r["placement"], "k") for r in rows])
-    ax.set_ylabel("ms")
-    ax.set_title(f"{result['model']} on {result['profile']}: {result['totals']['latency_ms']:.2f} ms "
-                 "(blue NPU, orange CPU, grey link)")
-    ax.set_xticks([])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    atomic_write(path, buf.getvalue())
-
-
 def main(argv):
     if FLAGS.calibrate:
         return _calibrate()
@@ -113,7 +91,8 @@ def main(argv):
     model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, _model_overrides())
     result = cost.estimate(model, profile, precision=precision, policy=FLAGS.policy)
     if FLAGS.chart:
-        _chart(result, FLAGS.chart)
+        from export.report import plot_estimate
+        plot_estimate(result, FLAGS.chart)
     if FLAGS.json:
         t = result["totals"]
         print_json({"model": FLAGS.model, "input_size": [h, w], "profile": profile.name, "precision": precision,

@@ -18,10 +18,13 @@ def _run(module, *args):
 
 class EstimateCliTest(tf.test.TestCase):
 
-    def test_json_output(self):
+    def test_json_output_and_chart(self):
+        chart = os.path.join(self.get_temp_dir(), "cost.png")
         proc = _run("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=64x96", "--profile=m55h",
-                    "--classes=10", "--json")
+                    "--classes=10", "--json", f"--chart={chart}")
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        with open(chart, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         doc = json.loads(proc.stdout)
         for key in ("latency_ms", "fps", "mac_utilization", "layers"):
             self.assertIn(key, doc)
