@@ -132,6 +132,10 @@ def render_markdown(summary):
         lines += ["", "Host CPU estimate against the measurement above: " + ", ".join(
             f"{v['precision']} {v['latency_ms']:.3f} ms estimated vs {s['host_latency_ms'][v['precision']]:.3f} ms "
             "measured" for v in host.values() if v["precision"] in s["host_latency_ms"]) + "."]
+        fitted = {v.get("fitted_on") for v in host.values()} - {None}
+        if fitted and bench["cpu"] not in fitted:
+            lines += ["", f"Note: the host_cpu profile was fitted on {', '.join(sorted(map(str, fitted)))}, not on this "
+                      f"host ({bench['cpu']}); run `kerasnets-estimate --calibrate` here to fit it to this machine."]
     p = s["partition"]
     lines += ["", f"## Partition for {p['profile']} ({p['policy']})", "",
               f"Cut after `{p['cut']['after']}` ({', '.join(p['cut']['tensors']) or 'no tensor'} crosses to the CPU): "

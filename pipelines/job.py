@@ -36,7 +36,7 @@ class JobConfig:
     dataset: str = "fashion_mnist"
     input_size: tuple = (32, 32)
     overrides: dict = dataclasses.field(default_factory=dict)
-    epochs: int = 2
+    epochs: int = 3
     qat_epochs: int = 1
     quantization: str = "qat"
     batch_size: int = 128
@@ -164,6 +164,10 @@ class _Run:
             return qat.float_weights_from_qat(self.qat_model(), model)
         return self.cached("partition_source", make)
 
+    def partition_model(self):
+        """The deployed (BN-folded) form of :meth:`partition_source`: what the partition plan names."""
+        return self.cached("partition_model", lambda: kerasnets.deploy(self.partition_source()))
+
 
 def _plain(o):
     return o.item() if hasattr(o, "item") else str(o)
@@ -261,7 +265,7 @@ def _export(run):
 def _partition(run):
     from export import partition
     c = run.config
-    model = run.partition_source()
+    model = run.partition_model()
     plan = partition.partition_for_profile(model, c.partition_profile, policy=c.partition_policy)
     files = partition.export_partition(model, plan, run.path("partitioned"), run.calibration(),
                                        calibration_count=len(run.calibration()))
@@ -293,7 +297,7 @@ def _verify(run):
         result["accuracy"][mode] = _top1(runtime.run_batch(runtime.load_interpreter(path, threads=c.threads), x),
                                          labels)
     runner = partition.ChainedRunner(run.path("partitioned"), threads=c.threads)
-    parts = partition.split_model(run.partition_source(), _plan_parts(run))
+    parts = partition.split_model(run.partition_model(), _plan_parts(run))
     expected = partition.run_parts_keras(parts, sample)
     got = runner(sample)
     agree = runtime.top1_agreement(expected, got)
@@ -364,6 +368,8 @@ def _estimate(run):
             out[key] = {"profile": name, "precision": precision, "latency_ms": t["latency_ms"], "fps": t["fps"],
                         "mac_utilization": t["mac_utilization"], "macs": t["macs"],
                         "npu_ops": t.get("npu_ops"), "cpu_ops": t.get("cpu_ops")}
+            if not profile.is_npu:
+                out[key]["fitted_on"] = profile.data.get("measured_on", {}).get("processor")
             if name == run.config.partition_profile:
                 out[key]["top_layers"] = [
                     {k: r[k] for k in ("name", "kind", "placement", "latency_ms", "bound", "reason")}

@@ -11,6 +11,7 @@ report.md. Running the same command again resumes an interrupted run.
 """
 import json
 import os
+import sys
 
 from absl import flags
 
@@ -22,7 +23,7 @@ flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist[:folder], a folde
 flags.DEFINE_alias("data", "dataset")
 flags.DEFINE_string("input_size", "32x32", "Input size HEIGHTxWIDTH the images are resized to.")
 flags.DEFINE_string("overrides", "{}", "JSON dict of get_model overrides, e.g. '{\"width\": 0.5}'.")
-flags.DEFINE_integer("epochs", 2, "Float training epochs.")
+flags.DEFINE_integer("epochs", 3, "Float training epochs.")
 flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware training epochs (with --quantization=qat).")
 flags.DEFINE_enum("quantization", "qat", ["qat", "ptq"], "How the int8 model is made.")
 flags.DEFINE_integer("batch_size", 128, "Global batch size.")
@@ -32,7 +33,7 @@ flags.DEFINE_integer("val_subset", 0, "Use only this many test images (0 = all).
 flags.DEFINE_integer("calibration_count", 200, "Real training images for int8 calibration.")
 flags.DEFINE_string("profile", "edgetpu_usb", "NPU profile the model is partitioned for.")
 flags.DEFINE_enum("policy", "float_head", ["max_npu", "float_head", "min_latency"], "Partition policy.")
-flags.DEFINE_integer("bench_runs", 100, "Timed runs per artifact on the host.")
+flags.DEFINE_integer("runs", 100, "Timed runs per artifact on the host (as in kerasnets-bench).")
 flags.DEFINE_integer("threads", 1, "LiteRT threads for accuracy and timing.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation, initialisation and calibration.")
 flags.DEFINE_string("name", None, "Run name: the folder runs/<name> (default: <model>_<dataset>).")
@@ -40,7 +41,8 @@ flags.DEFINE_string("out", None, "Run folder (overrides --name).")
 flags.DEFINE_alias("output_dir", "out")
 flags.DEFINE_bool("restart", False, "Discard what the run folder holds and start over.")
 flags.DEFINE_bool("json", False, "Print summary.json on stdout at the end.")
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0 silent, 1 progress bar, 2 one line per epoch).")
+flags.DEFINE_integer("verbose", None, "Keras fit verbosity (0 silent, 1 progress bar, 2 one line per epoch; "
+                     "default 1 on a terminal, 2 in a log, 0 with --json).")
 
 FLAGS = flags.FLAGS
 
@@ -62,8 +64,16 @@ def job_config():
                      epochs=FLAGS.epochs, qat_epochs=FLAGS.qat_epochs, quantization=FLAGS.quantization,
                      batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, train_subset=FLAGS.train_subset,
                      val_subset=FLAGS.val_subset, calibration_count=FLAGS.calibration_count,
-                     partition_profile=FLAGS.profile, partition_policy=FLAGS.policy, bench_runs=FLAGS.bench_runs,
-                     threads=FLAGS.threads, seed=FLAGS.seed, verbose=FLAGS.verbose)
+                     partition_profile=FLAGS.profile, partition_policy=FLAGS.policy, bench_runs=FLAGS.runs,
+                     threads=FLAGS.threads, seed=FLAGS.seed,
+                     verbose=FLAGS.verbose if FLAGS.verbose is not None else _default_verbosity())
+
+
+def _default_verbosity():
+    """Keras progress bar on a terminal, a line per epoch in a log; none with --json (stdout is the JSON)."""
+    if FLAGS.json:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 def run_dir(config):
@@ -85,7 +95,7 @@ def main(argv):
         out = run_dir(config)
         summary = job.run_job(config, out, restart=FLAGS.restart,
                               log=(lambda m: print(m, flush=True)) if not FLAGS.json else
-                              (lambda m: print(m, file=__import__("sys").stderr, flush=True)))
+                              (lambda m: print(m, file=sys.stderr, flush=True)))
     except user_errors() + (ProfileError, PartitionError) as e:
         fail(str(e))
     except VerificationError as e:

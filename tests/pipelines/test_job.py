@@ -14,7 +14,7 @@ from pipelines.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["--model=mobilenet_v2_035", "--input_size=32x32", "--train_subset=256", "--val_subset=200",
-         "--epochs=1", "--batch_size=64", "--calibration_count=32", "--bench_runs=5", "--verbose=0"]
+         "--epochs=1", "--batch_size=64", "--calibration_count=32", "--runs=5", "--verbose=0"]
 
 
 def _cli(args, **kw):
