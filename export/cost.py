@@ -603,7 +603,7 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
             row.update(precision=free_precision.get(device, ""), padded_macs=0, bytes_in=0, bytes_out=0,
                        channels_padded=op.out_shape[-1] if op.out_shape else 0,
                        compute_ms=0.0, memory_ms=0.0, overhead_ms=0.0, stream_ms=0.0, latency_ms=0.0, bound="",
-                       efficiency=None, reason=op.fused_note or "removed at inference (no op)")
+                       efficiency=None, reason=op.fused_note or "removed at inference (no op)", free=True)
             rows.append(row)
             continue
         if device == "npu":
@@ -654,8 +654,9 @@ def _totals(graph, rows, profile, precision, cache, host, cpu_precision):
         out.update(param_cache_bytes=profile["memory"]["param_cache_bytes"], param_cache_used_bytes=cache["used"],
                    param_cache_remaining_bytes=profile["memory"]["param_cache_bytes"] - cache["used"],
                    param_streamed_bytes=cache["streamed"],
-                   npu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "npu"),
-                   cpu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "cpu"))
+                   # TFLite ops as the compiler counts them: fused and folded layers are not ops.
+                   npu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "npu" and not r.get("free")),
+                   cpu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "cpu" and not r.get("free")))
     return out
 
 
