@@ -47,7 +47,7 @@ class JobConfig:
     calibration_count: int = 200
     partition_profile: str = "edgetpu_usb"
     partition_policy: str = "float_head"
-    bench_runs: int = 100
+    bench_runs: int = 500
     threads: int = 1
     seed: int = 0
     verbose: int = 2

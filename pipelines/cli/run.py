@@ -33,7 +33,7 @@ flags.DEFINE_integer("val_subset", 0, "Use only this many test images (0 = all).
 flags.DEFINE_integer("calibration_count", 200, "Real training images for int8 calibration.")
 flags.DEFINE_string("profile", "edgetpu_usb", "NPU profile the model is partitioned for.")
 flags.DEFINE_enum("policy", "float_head", ["max_npu", "float_head", "min_latency"], "Partition policy.")
-flags.DEFINE_integer("runs", 100, "Timed runs per artifact on the host (as in kerasnets-bench).")
+flags.DEFINE_integer("runs", 500, "Timed runs per artifact on the host (as in kerasnets-bench).")
 flags.DEFINE_integer("threads", 1, "LiteRT threads for accuracy and timing.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation, initialisation and calibration.")
 flags.DEFINE_string("name", None, "Run name: the folder runs/<name> (default: <model>_<dataset>).")
