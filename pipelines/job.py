@@ -426,8 +426,9 @@ def run_job(config, out_dir, restart=False, log=print):
       log: where progress lines go.
     """
     config.check()
-    resumed = _check_resume(config, out_dir, restart)
     run = _Run(config, out_dir, log)
+    run.splits()  # a bad dataset is refused before anything is written
+    resumed = _check_resume(config, out_dir, restart)
     log(f"kerasnets-run: {config.model} on {config.dataset} at {config.input_size[0]}x{config.input_size[1]}, "
         f"{config.quantization.upper()}, into {out_dir}" + (" (resuming)" if resumed else ""))
     for i, step in enumerate(STEPS, 1):

@@ -116,10 +116,12 @@ class ErrorsTest(tf.test.TestCase):
         for flag, words in (("--input_size=abc", "input_size"), ("--model=nope", "nope"),
                             ("--dataset=/no/such/folder", "/no/such/folder"), ("--profile=tpu9", "tpu9"),
                             ("--epochs=0", "epochs")):
-            res = _cli([flag, f"--out={self.get_temp_dir()}/{abs(hash(flag))}"])
+            out = os.path.join(self.get_temp_dir(), str(abs(hash(flag))))
+            res = _cli([flag, f"--out={out}"])
             self.assertEqual(res.returncode, 2, (flag, res.stderr[-2000:]))
             self.assertIn(words, res.stderr)
             self.assertNotIn("Traceback", res.stderr)
+            self.assertFalse(os.path.exists(out), f"{flag} left {out} behind")
 
     def test_foreign_folder_refused(self):
         folder = self.get_temp_dir()
