@@ -8,8 +8,10 @@
   concat, slice, channel shuffle, pooling, activations, softmax, reshape; int8 and
   float32; several resolutions and channel counts), and :func:`fit_host_profile` fits one
   linear predictor per kernel kind and precision,
-  ``time = fixed_s + per_mac_s * work + per_byte_s * bytes``, by non-negative least
-  squares on relative error (nn-Meter's kernel-level approach, with analytic features).
+  ``time = fixed_s + per_mac_s * work + per_byte_s * bytes`` (+ ``per_group_s * groups``
+  for grouped convs; hard-swish, hard-sigmoid and sigmoid each get their own), by
+  non-negative least squares on relative error (nn-Meter's kernel-level approach, with
+  analytic features).
 * :func:`validate_host_profile` converts zoo models at two resolutions in int8 and
   float32, measures them in LiteRT in the same run and compares with the estimate:
   share within +-10%, mean absolute % error, Spearman rank correlation, worst five.
@@ -190,8 +192,10 @@ def kernel_specs(quick=False):
     for shp in ((7, 7, 1280), (7, 7, 960), (14, 14, 576), (7, 7, 2048), (28, 28, 96), (56, 56, 72)):
         specs.append(("global_pool", shp, lambda x: L.GlobalAveragePooling2D(keepdims=True)(x)))
     for shp, layer in (((28, 28, 120), kl.HardSwish), ((14, 14, 480), kl.HardSwish), ((56, 56, 16), kl.HardSwish),
-                       ((1, 1, 480), kl.HardSigmoid), ((1, 1, 96), kl.HardSigmoid),
-                       ((1, 1, 240), lambda: L.Activation("sigmoid"))):
+                       ((112, 112, 16), kl.HardSwish), ((7, 7, 960), kl.HardSwish), ((28, 28, 72), kl.HardSwish),
+                       ((1, 1, 480), kl.HardSigmoid), ((1, 1, 96), kl.HardSigmoid), ((1, 1, 960), kl.HardSigmoid),
+                       ((14, 14, 240), kl.HardSigmoid), ((1, 1, 240), lambda: L.Activation("sigmoid")),
+                       ((1, 1, 1152), lambda: L.Activation("sigmoid")), ((14, 14, 96), lambda: L.Activation("sigmoid"))):
         specs.append(("activation", shp, lambda x, layer=layer: layer()(x)))
     for n in (1000, 10, 100):
         specs.append(("softmax", (n,), lambda x: L.Softmax()(x)))
@@ -241,12 +245,13 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
         for precision in precisions:
             content = _convert(model, precision)
             timing = litert_timing.time_model(content, threads, runs=10, warmup=3, min_seconds=min_seconds)
-            work = nbytes = 0
+            work = nbytes = groups = 0
             for op in ops:
-                w, b = cost.cpu_features(op, precision)
-                work, nbytes = work + w, nbytes + b
+                w, b, g = cost.cpu_features(op, precision)
+                work, nbytes, groups = work + w, nbytes + b, groups + g
             sample = {"kind": cost.cpu_predictor_kind(ops[0]) if ops else kind, "spec_kind": kind,
                       "precision": precision, "input": list(shape), "work": int(work), "bytes": int(nbytes),
+                      "groups": int(groups),
                       "measured_ms": timing["median_ms"], "ms": max(timing["median_ms"] - overhead[precision], 1e-4),
                       "ops": len(ops)}
             samples.append(sample)
@@ -285,11 +290,15 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu"):
                                if s["kind"] in ("conv", "conv1x1") and s["ms"] > 0), default=1e10)
         for kind in sorted({s["kind"] for s in rows}):
             group = [s for s in rows if s["kind"] == kind]
-            x = np.array([[max(s["ops"], 1), s["work"], s["bytes"]] for s in group], float)
+            x = np.array([[max(s["ops"], 1), s["work"], s["bytes"], s.get("groups", 0)] for s in group], float)
+            if not x[:, 3].any():
+                x = x[:, :3]
             t = np.array([s["ms"] * 1e-3 for s in group])
             coef = _nnls_relative(x, t)
             predictors[precision][kind] = {"fixed_s": float(coef[0]), "per_mac_s": float(coef[1]),
                                            "per_byte_s": float(coef[2])}
+            if x.shape[1] == 4:
+                predictors[precision][kind]["per_group_s"] = float(coef[3])
             pred = x @ coef
             fit_report[f"{precision}/{kind}"] = {"samples": len(group),
                                                  "mean_abs_pct_error": float(np.mean(np.abs(pred / t - 1)) * 100)}

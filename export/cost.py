@@ -461,10 +461,17 @@ def _npu_row(op, profile, precision, cache):
     return row
 
 
+# Activations whose CPU kernels differ enough to get their own fitted predictor
+# (int8 HARD_SWISH and LOGISTIC are lookup/table kernels, not the fused clamp of ReLU).
+CPU_ACTIVATION_KINDS = ("hard_swish", "hard_sigmoid", "sigmoid")
+
+
 def cpu_predictor_kind(op):
     """Which fitted predictor of a CPU profile costs ``op``."""
     if op.kind == "conv":
         return "conv1x1" if op.kernel == (1, 1) else "conv"
+    if op.kind == "activation" and op.activation in CPU_ACTIVATION_KINDS:
+        return f"activation_{op.activation}"
     if op.kind == "batchnorm":
         return "multiply"
     if op.kind == "adaptive_pool":
@@ -473,14 +480,16 @@ def cpu_predictor_kind(op):
 
 
 def cpu_features(op, precision):
-    """(MACs-like work, bytes) of ``op`` on a CPU: the two variables of the linear predictors."""
+    """(MACs-like work, bytes, groups) of ``op`` on a CPU: the variables of the linear predictors
+    (``groups`` is the group count of a grouped conv, else 0: each group is a separate GEMM)."""
     elem = ELEMENT_BYTES[precision]
     work = op.macs
     if op.kind in ("max_pool", "avg_pool", "adaptive_pool", "global_pool"):
         work = op.elements_out() * (int(np.prod(op.kernel)) if op.kernel else 1)
     elif op.kind in MEMORY_GROUP:
         work = op.elements_out()
-    return work, _act_bytes(op.in_shapes + [op.out_shape], elem) + _param_bytes(op, precision)
+    groups = op.groups if op.kind == "group_conv" else 0
+    return work, _act_bytes(op.in_shapes + [op.out_shape], elem) + _param_bytes(op, precision), groups
 
 
 def _cpu_row(op, profile, precision, speed_factor):
@@ -489,10 +498,13 @@ def _cpu_row(op, profile, precision, speed_factor):
     fallback = {"conv1x1": "conv", "group_conv": "conv", "depthwise": "conv", "dense": "conv",
                 "multiply": "add", "activation": "add", "softmax": "add", "concat": "add", "slice": "add",
                 "shuffle": "add", "max_pool": "add", "avg_pool": "add", "global_pool": "add", "reshape": "add"}
-    used = kind if kind in table else fallback.get(kind, "add")
+    used = kind
+    while used not in table:  # e.g. activation_hard_swish -> activation -> add
+        used = "activation" if used.startswith("activation_") else fallback.get(used, "add")
     coef = table[used]
-    work, nbytes = cpu_features(op, precision)
-    parts = {"fixed": coef["fixed_s"], "compute": coef["per_mac_s"] * work, "memory": coef["per_byte_s"] * nbytes}
+    work, nbytes, groups = cpu_features(op, precision)
+    parts = {"fixed": coef["fixed_s"] + coef.get("per_group_s", 0.0) * groups, "compute": coef["per_mac_s"] * work,
+             "memory": coef["per_byte_s"] * nbytes}
     extra = 0.0
     if op.kind == "group_conv" and op.form == "split" and "group_conv" not in table:
         extra = (op.groups + 1) * table.get("slice", table["add"])["fixed_s"]

@@ -36,7 +36,8 @@ SUPPORT_OPS = ("conv", "depthwise", "group_conv", "dense", "batchnorm", "add", "
 ACTIVATIONS = ("linear", "relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid", "softmax", "tanh", "swish")
 MEMORY_OP_KINDS = ("elementwise", "concat", "slice", "shuffle", "pool", "reshape")
 CPU_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense", "add", "multiply", "concat", "slice",
-             "shuffle", "max_pool", "avg_pool", "global_pool", "activation", "softmax", "reshape")
+             "shuffle", "max_pool", "avg_pool", "global_pool", "activation", "activation_hard_swish",
+             "activation_hard_sigmoid", "activation_sigmoid", "softmax", "reshape")
 CONSTRAINT_KEYS = {"kernel_sizes": int, "strides": int, "pool_sizes": int, "forms": str, "max_channels": int,
                    "modes": str}
 
@@ -263,6 +264,8 @@ def validate(data, label="<profile>"):
                     c.fail(f"predictors.{p}.{k}", f"is not a kernel kind; use one of {list(CPU_KINDS)}")
                 for coef in ("fixed_s", "per_mac_s", "per_byte_s"):
                     c.number(f"predictors.{p}.{k}.{coef}")
+                if "per_group_s" in coeffs:  # optional: the per-group term of grouped convs
+                    c.number(f"predictors.{p}.{k}.per_group_s")
             for k in ("conv", "add"):
                 if k not in kinds:
                     c.fail(f"predictors.{p}.{k}", "is missing (every CPU profile needs conv and add predictors)")
