@@ -12,7 +12,8 @@ DepthwiseConv2D            **fixed**: tfmot's default quantizes the (kh, kw, C, 
                            axis" along the last axis, which has size 1, i.e. per tensor; TFLite
                            quantizes depthwise kernels per channel (axis 3 of (1, kh, kw, C)).
                            :class:`DepthwiseKernelQuantizer` gives one range per channel.
-GroupConv2D (split form)   like Conv2D: per-output-channel kernel, activation quantized.
+GroupConv2D (split form)   per-tensor kernel (the converter cannot keep a per-channel axis
+                           through the in-layer split), activation quantized.
 Conv2D(groups>1)           tfmot default (per output channel).
 ChannelShuffle, Slice      no quantization: reshape/transpose/slice keep the input's scale.
 HardSwish, HardSigmoid     output quantized (TFLite fuses x*relu6(x+3)/6 into HARD_SWISH).
@@ -92,11 +93,12 @@ class KerasnetsQuantizeRegistry(registry_8bit.Default8BitQuantizeRegistry):
             self._layer_quantize_map[item.layer_type] = item
         if not disable_per_axis:
             self._layer_quantize_map[L.DepthwiseConv2D] = DepthwiseConvQuantizeConfig()
-            self._layer_quantize_map[kn_layers.GroupConv2D] = registry_8bit.Default8BitConvQuantizeConfig(
-                ["kernel"], ["activation"], False)
-        else:
-            self._layer_quantize_map[kn_layers.GroupConv2D] = registry_8bit.Default8BitQuantizeConfig(
-                ["kernel"], ["activation"], False)
+        # GroupConv2D's kernel is split per group inside the layer; the TFLite converter cannot
+        # carry a per-channel quantized axis through that split ("tfl.transpose op has mismatched
+        # quantized axes"), so its kernel is quantized per tensor (PTQ of the float graph folds the
+        # split first and keeps per-channel scales).
+        self._layer_quantize_map[kn_layers.GroupConv2D] = registry_8bit.Default8BitQuantizeConfig(
+            ["kernel"], ["activation"], False)
 
     def get_quantize_config(self, layer):
         if type(layer) in (L.DepthwiseConv2D,) and not self._disable_per_axis:

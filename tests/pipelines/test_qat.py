@@ -34,6 +34,15 @@ class QuantizeModelTest(tf.test.TestCase):
                 if name == "repghostnet_050":  # the deploy form quantizes too
                     self.assertGreater(len(qat.quantized_layer_names(qat.quantize_model(kerasnets.deploy(model)))), 10)
 
+    def test_split_group_conv_qat_converts_to_int8(self):
+        # The converter once refused per-channel QAT kernels of the split form ("mismatched quantized axes").
+        model = kerasnets.get_model("axspine_small", input_shape=(32, 32, 3), classes=10, group_conv="split")
+        q = qat.quantize_model(model)
+        x = _images(8)
+        content = tflite_export.convert(q, "int8", representative_data=x, calibration_count=8)
+        from export import runtime
+        self.assertTrue(runtime.verify(q, content, x, "int8")["passed"])
+
     def test_depthwise_ranges_are_per_channel(self):
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
         q = qat.quantize_model(model)
