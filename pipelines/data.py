@@ -219,6 +219,36 @@ def load_split(source, split="train", image_size=None, class_names=None, num_cla
     raise DataError(f"data source {source!r} is not 'fashion_mnist', a folder or a .tfrecord path; pass one of those.")
 
 
+def load_train_test(source, image_size=None, train_subset=0, test_subset=0, seed=0, holdout_fraction=0.2):
+    """(train, test) splits of ``source`` (see :func:`load_split`).
+
+    A folder without a ``test/`` sub-folder gets a seeded ``holdout_fraction`` of its images
+    as the test split, so nothing is evaluated on the images it trained on. ``train_subset``
+    keeps a seeded random subset of the training images, ``test_subset`` the first test images.
+    """
+    if os.path.isdir(source) and not os.path.isdir(os.path.join(source, "test")):
+        whole = load_split(source, "train", image_size=image_size)
+        order = np.random.default_rng(seed).permutation(len(whole))
+        n_test = max(1, int(round(len(whole) * holdout_fraction)))
+        if len(whole) - n_test < 1:
+            raise DataError(f"dataset {source!r} has {len(whole)} images, too few to hold out a test share; "
+                            "add images or a test/ sub-folder.")
+
+        def pick(idx):
+            idx = np.sort(idx)
+            return DataSplit(whole.images[idx], whole.labels[idx], whole.class_names, whole.source)
+        tr, va = pick(order[n_test:]), pick(order[:n_test])
+    else:
+        tr = load_split(source, "train", image_size=image_size)
+        va = load_split(source, "test", image_size=image_size, class_names=tr.class_names,
+                        num_classes=tr.num_classes)
+    if train_subset:
+        tr = tr.take(train_subset, seed=seed)
+    if test_subset:
+        va = va.take(test_subset)
+    return tr, va
+
+
 # ----------------------------------------------------------------------------- checks
 
 def validate_split(split, num_classes=None, what="dataset"):

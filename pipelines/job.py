@@ -21,7 +21,7 @@ import numpy as np
 import kerasnets
 from pipelines import data as data_lib
 from pipelines import evaluate, qat, train
-from pipelines.errors import ConfigError, DataError
+from pipelines.errors import ConfigError
 
 QUANTIZATION = ("qat", "ptq")
 STEPS = ("train_float", "quantize", "export", "partition", "verify", "benchmark", "estimate", "report")
@@ -175,27 +175,8 @@ def _plain(o):
 
 def load_splits(config):
     """(train, test) splits of ``config.dataset``; a folder without ``test/`` gets a seeded hold-out."""
-    size = tuple(config.input_size)
-    source = config.dataset
-    if os.path.isdir(source) and not os.path.isdir(os.path.join(source, "test")):
-        whole = data_lib.load_split(source, "train", image_size=size)
-        order = np.random.default_rng(config.seed).permutation(len(whole))
-        n_test = max(1, int(round(len(whole) * config.holdout_fraction)))
-        if len(whole) - n_test < 1:
-            raise DataError(f"dataset {source!r} has {len(whole)} images, too few to hold out a test share; "
-                            "add images or a test/ sub-folder.")
-        pick = lambda idx: data_lib.DataSplit(whole.images[np.sort(idx)], whole.labels[np.sort(idx)],
-                                              whole.class_names, whole.source)
-        tr, va = pick(order[n_test:]), pick(order[:n_test])
-    else:
-        tr = data_lib.load_split(source, "train", image_size=size)
-        va = data_lib.load_split(source, "test", image_size=size, class_names=tr.class_names,
-                                 num_classes=tr.num_classes)
-    if config.train_subset:
-        tr = tr.take(config.train_subset, seed=config.seed)
-    if config.val_subset:
-        va = va.take(config.val_subset)
-    return tr, va
+    return data_lib.load_train_test(config.dataset, tuple(config.input_size), config.train_subset,
+                                    config.val_subset, config.seed, config.holdout_fraction)
 
 
 def _check_resume(config, out_dir, restart):

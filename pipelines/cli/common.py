@@ -64,15 +64,8 @@ def input_hw():
 
 
 def load_splits():
-    size = input_hw()
-    tr = data_lib.load_split(FLAGS.dataset, "train", image_size=size)
-    va = data_lib.load_split(FLAGS.dataset, "test", image_size=size, class_names=tr.class_names,
-                             num_classes=tr.num_classes)
-    if FLAGS.train_subset:
-        tr = tr.take(FLAGS.train_subset, seed=FLAGS.seed)
-    if FLAGS.val_subset:
-        va = va.take(FLAGS.val_subset)
-    return tr, va
+    """(train, test) splits the flags name (a folder without test/ gets a seeded 20% hold-out)."""
+    return data_lib.load_train_test(FLAGS.dataset, input_hw(), FLAGS.train_subset, FLAGS.val_subset, FLAGS.seed)
 
 
 def CheckpointError_(path, model, error):  # noqa: N802  (an error factory)
