@@ -4,12 +4,11 @@
         [--resolutions=96,128] [--precisions=int8,float32] [--models=a,b,...] [--out=runs/host_cpu_validation.json]
 
 For one model per zoo family (or --models=all / a list) at two resolutions, in int8 and float32, converts the model
-with export.tflite.convert, times it in LiteRT (median of >= 5 invokes and >= 0.3 s after
-warm-up) and compares with export.cost's estimate on the host_cpu profile: share within
-+-10%, mean absolute % error, Spearman rank correlation, the worst five with the kinds that
-dominate their predicted time. Prints a markdown table; writes the full report as JSON.
-The default run (11 models x 2 sizes x 2 precisions) takes about 6-8 minutes on 2 cores;
---models=all (37 models) about 30 minutes.
+with export.tflite.convert, loads every case, times them all in interleaved rounds in LiteRT (10th percentile of
+the medians of 10-invoke windows, the same measurement the host-CPU fit uses) and compares with export.cost's
+estimate on the host_cpu profile: share within +-10%, mean absolute % error, Spearman rank correlation, the worst
+five with the kinds that dominate their predicted time. Prints a markdown table; writes the full report as JSON.
+The default run (11 models x 2 sizes x 2 precisions) takes about 4-5 minutes on 2 cores.
 """
 import json
 import os
@@ -27,7 +26,7 @@ flags.DEFINE_list("precisions", ["int8", "float32"], "Precisions.")
 DEFAULT_MODELS = ["mobilenet_v2_035", "mobilenet_v2_100", "axspine_middle", "shufflenet_v1_g3_x1_0",
                   "shufflenet_v2_x1_0", "ghostnet_100", "repghostnet_100", "efficientnet_edgetpu_s",
                   "mobilenet_v3_large_100", "mobilenet_v3_small_100", "regnetx_002"]
-flags.DEFINE_list("models", DEFAULT_MODELS, "Models; 'all' for every zoo model (about 30 minutes on 2 shared cores).")
+flags.DEFINE_list("models", DEFAULT_MODELS, "Models; 'all' for every zoo model (about 20 minutes on 2 cores).")
 flags.DEFINE_string("out", "runs/host_cpu_validation.json", "Where to write the JSON report.")
 
 

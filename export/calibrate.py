@@ -3,22 +3,31 @@
 * :func:`fit_profile_to_points` fits a few named fields of an NPU profile to published
   whole-model latencies (the Edge TPU's two calibration points, the M55H's three rows),
   by Nelder-Mead on the squared log error; every other field stays as the file states it.
-* :func:`run_microbenchmarks` times single kernels in LiteRT on this machine (conv-BN-ReLU
-  kxk, 1x1, depthwise, group conv across channels per group, dense, add, multiply,
-  concat, slice, channel shuffle, pooling, activations, softmax, reshape; int8 and
-  float32; several resolutions and channel counts), and :func:`fit_host_profile` fits one
-  linear predictor per kernel kind and precision,
-  ``time = fixed_s + per_mac_s * work + per_byte_s * bytes`` (+ ``per_group_s * groups``
-  for grouped convs; hard-swish, hard-sigmoid and sigmoid each get their own), by
-  non-negative least squares on relative error (nn-Meter's kernel-level approach, with
-  analytic features).
+* :func:`run_microbenchmarks` times kernels in LiteRT on this machine, int8 and float32:
+  a fixed set covering every kind (conv-BN-ReLU kxk, 1x1, depthwise, group conv across
+  channels per group, dense, add, multiply, concat, slice, channel shuffle, pooling,
+  activations, softmax, reshape), random draws of the compute kinds, and every distinct
+  kernel of random networks built from the zoo's blocks (:func:`network_models`;
+  nn-Meter samples its kernels from real architectures the same way), plus those whole
+  networks. Everything is timed in interleaved rounds, taking the 10th percentile of
+  window medians (:func:`export.litert_timing.time_interleaved`): on this shared VM a
+  single stretch of timing can land in a slow period and read up to 2x.
+* :func:`fit_host_profile` fits one predictor per kernel kind and precision,
+  ``time = fixed_s + per_mac_s * MACs (output channels padded to the fitted
+  channel_align) + per-byte terms (+ per group and per group-pixel for grouped convs)``,
+  by non-negative least squares on relative error; a kernel-regression table corrects each
+  near the measured kernels; and the whole networks fit the in-model context (a factor,
+  a per-op and a per-parameter-byte term: kernels in a model are slower than alone).
 * :func:`validate_host_profile` converts zoo models at two resolutions in int8 and
-  float32, measures them in LiteRT in the same run and compares with the estimate:
-  share within +-10%, mean absolute % error, Spearman rank correlation, worst five.
+  float32, measures them in LiteRT in the same way and compares with the estimate:
+  share within +-10%, mean absolute % error, Spearman rank correlation, worst five. No
+  zoo model is used by the fit.
 """
 import copy
+import dataclasses
 import datetime
 import itertools
+import json
 import math
 import os
 import platform
@@ -146,8 +155,10 @@ def _cbr(x, filters, k, s, groups=1):
     return L.ReLU(6.0)(x)
 
 
-def kernel_specs(quick=False):
-    """The sampled kernels: ``(kind, builder args)``; ``quick`` keeps about a third of them."""
+def kernel_specs(quick=False, samples=24, seed=0):
+    """The kernels to time: ``(kind, input shape, builder)``: a fixed set covering every kind,
+    plus ``samples`` random ones per compute kind (:func:`_sampled_kernel_specs`);
+    ``quick`` keeps about a third of them."""
     from kerasnets import layers as kl
     specs = []
     for res, cin, cout, k, s in ((112, 3, 32, 3, 2), (56, 16, 32, 3, 1), (56, 32, 32, 3, 1), (28, 32, 64, 3, 1),
@@ -201,9 +212,127 @@ def kernel_specs(quick=False):
         specs.append(("softmax", (n,), lambda x: L.Softmax()(x)))
     for shp in ((1, 1, 1280), (7, 7, 512)):
         specs.append(("reshape", shp, lambda x: L.Flatten()(x)))
+    specs += _sampled_kernel_specs(np.random.default_rng(seed), samples)
     if quick:
         specs = specs[::3]
     return specs
+
+
+def _sampled_kernel_specs(rng, count, max_macs=1.5e8):
+    """``count`` random kernels per compute kind, nn-Meter style: configurations drawn from
+    the ranges mobile backbones use (channels a multiple of 4 from 8 to 512, feature maps
+    from 7 to 112, kernel 1/3/5, stride 1/2, 2 to 64 channels per group), redrawn while
+    a kernel would exceed ``max_macs``."""
+    res_choices = (7, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112)
+
+    def ch(lo, hi):
+        return int(rng.integers(lo // 4, hi // 4 + 1)) * 4
+
+    def draw(kind):
+        res = int(rng.choice(res_choices))
+        k, s = int(rng.choice([3, 3, 5])), int(rng.choice([1, 1, 2]))
+        if kind == "conv":
+            cin, cout = (3 if rng.random() < 0.15 else ch(8, 256)), ch(8, 256)
+            return cin * cout * k * k * res * res / s ** 2, (res, res, cin), \
+                lambda x: _cbr(x, cout, k, s)
+        if kind == "conv1x1":
+            cin, cout = ch(8, 512), ch(8, 512)
+            return cin * cout * res * res, (res, res, cin), lambda x: _cbr(x, cout, 1, 1)
+        if kind == "depthwise":
+            c = ch(16, 960)
+            return c * k * k * res * res / s ** 2, (res, res, c), lambda x: L.ReLU(6.0)(L.BatchNormalization()(
+                L.DepthwiseConv2D(k, s, padding="same", use_bias=False)(x)))
+        cpg, groups, k = int(rng.choice([2, 4, 8, 8, 16, 24, 32, 64])), int(rng.choice([2, 3, 4, 6, 8, 16])), \
+            int(rng.choice([1, 3, 3]))
+        cin = cpg * groups
+        cout = cin if k == 3 else max(ch(16, 256) // groups, 1) * groups
+        return cin * cout // groups * k * k * res * res, (res, res, cin), \
+            lambda x: _cbr(x, cout, k, 1, groups=groups)
+
+    specs = []
+    for _ in range(count):
+        for kind in ("conv", "conv1x1", "depthwise", "group_conv"):
+            while True:
+                macs, shape, body = draw(kind)
+                if macs <= max_macs and shape[-1] <= 512 * (2 if kind == "depthwise" else 1):
+                    break
+            specs.append((kind, shape, body))
+    return specs
+
+
+def random_network_spec(rng, index=0):
+    """A random mobile backbone (a :class:`kerasnets.spec.ModelSpec`) for fitting the in-model
+    context factor: a conv stem, four stages of random block kinds (inverted residual with
+    or without squeeze-excite and hard-swish, fused (edge) residual, depthwise separable,
+    ghost, RegNetX group conv, ShuffleNet V2, plain conv) at random widths and depths, and a pooled classifier top.
+    Drawn from the zoo's building blocks, not copied from any zoo model."""
+    from kerasnets.spec import Block, ModelSpec, Top
+
+    # Channel counts a multiple of 4, as in GhostNet or MobileNetV3 (12, 20, 36, 92, ...),
+    # so that the fit sees output-channel padding to the kernels' block width.
+    def ch(v, div=4):
+        return max(div, int(round(v / div)) * div)
+
+    act = str(rng.choice(["relu", "relu6", "hard_swish"]))
+    width = ch(rng.choice([16, 24, 32]))
+    blocks = [Block("conv", width, 3, 2, act=act)]
+    for stage in range(4):
+        kind = str(rng.choice(["ir", "ir_se", "er", "ds", "ghost", "regnet_x", "shuffle_v2", "conv"]))
+        out = ch(width * rng.uniform(1.3, 2.2))
+        for i in range(int(rng.integers(1, 4))):
+            stride = 2 if i == 0 and stage > 0 else 1
+            block_act = act if kind != "regnet_x" else "relu"
+            if kind in ("ir", "ir_se"):
+                mid = ch(width * rng.choice([3, 4, 6]))
+                se = 0.25 if kind == "ir_se" else 0.0
+                blocks.append(Block("ir", out, int(rng.choice([3, 5])), stride, mid=mid, se=se,
+                                    se_channels=ch(mid * se) if se else 0, act=block_act))
+            elif kind == "er":
+                blocks.append(Block("er", out, 3, stride, mid=ch(width * rng.choice([4, 8])), act=block_act))
+            elif kind == "ds":
+                blocks.append(Block("ds", out, 3, stride, act=block_act))
+            elif kind == "ghost":
+                blocks.append(Block("ghost", out, 3, stride, mid=ch(width * 3), act="relu"))
+            elif kind == "regnet_x":
+                gw = int(rng.choice([8, 16]))
+                out = ch(out, gw)
+                blocks.append(Block("regnet_x", out, 3, stride, mid=out, group_width=gw, act="relu"))
+            elif kind == "shuffle_v2" and (stride == 2 or out == width):
+                blocks.append(Block("shuffle_v2", out, 3, stride, act="relu"))
+            else:
+                blocks.append(Block("conv", out, 3, stride, act=block_act))
+            width = out
+    top = Top("pool_conv_fc", channels=ch(width * 4), act=act) if rng.random() < 0.4 else Top("pool_fc")
+    return ModelSpec(f"random_net{index}", tuple(blocks), top)
+
+
+def network_models(count=8, seed=1, max_macs=3e8):
+    """``count`` random networks (Keras models, see :func:`random_network_spec`) at random
+    input sizes from 64 to 160, each redrawn smaller while it exceeds ``max_macs``."""
+    from kerasnets.builder import build_model
+    rng = np.random.default_rng(seed)
+    models = []
+    for i in range(count):
+        spec = random_network_spec(rng, i)
+        res = int(rng.choice([64, 80, 112, 144, 160]))
+        while True:
+            model = build_model(spec, keras.Input((res, res, 3), name="input"), classes=1000)
+            if res <= 48 or cost.analyze(model).total_macs() <= max_macs:
+                break
+            res -= 16
+        model = randomize_batch_norm(model, seed=1000 + i, beta_std=0.3, mean_std=0.1)
+        model.kerasnets_spec = dataclasses.asdict(spec)
+        models.append(model)
+    return models
+
+
+def build_network(spec, size):
+    """Rebuild a random network from its spec dict (``model.kerasnets_spec``) at ``size``."""
+    from kerasnets.builder import build_model
+    from kerasnets.spec import Block, ModelSpec, Top
+    spec = ModelSpec(spec["name"], tuple(Block(**b) for b in spec["blocks"]), Top(**spec["top"]),
+                     tuple(spec["default_size"]))
+    return build_model(spec, keras.Input((size, size, 3), name="input"), classes=1000)
 
 
 def _kernel_model(shape, body, index):
@@ -214,6 +343,8 @@ def _kernel_model(shape, body, index):
 
 def _convert(model, precision, calibration=4):
     from export import tflite
+    if len(model.inputs) > 1:
+        return _convert_multi_input(model, precision, calibration)
     shape = tuple(model.input_shape[1:])
     images = np.random.default_rng(0).uniform(-1, 1, (calibration,) + shape).astype(np.float32)
     if precision == "int8":
@@ -221,43 +352,149 @@ def _convert(model, precision, calibration=4):
     return tflite.convert(model, precision)
 
 
+def _convert_multi_input(model, precision, calibration):
+    """A kernel with several inputs (an add, a concat, a squeeze-excite multiply) to TFLite at
+    batch 1; export.tflite.convert takes single-input models only, and kernels need no more
+    than float32 or full-integer int8 with random calibration data."""
+    import kerasnets
+    from kerasnets.backend import tf
+    model = kerasnets.deploy(model)
+    specs = [tf.TensorSpec((1,) + tuple(t.shape[1:]), t.dtype) for t in model.inputs]
+    fn = tf.function(lambda *xs: model(list(xs), training=False))
+    concrete = fn.get_concrete_function(*specs)
+    holder = tf.Module()
+    holder.serve, holder.variables_ = fn, list(model.variables)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+    if precision == "int8":
+        rng = np.random.default_rng(0)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [rng.uniform(-1, 1, spec.shape).astype(np.float32) for spec in specs] for _ in range(calibration))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    elif precision != "float32":
+        raise ValueError(f"precision {precision!r} is not timed by the calibration; use int8 or float32.")
+    return converter.convert()
+
+
+def network_kernels(model):
+    """The kernels of ``model`` as the estimator sees them: one Keras model per op that costs
+    time (with the ops fused into it: BN, activation), deduplicated by configuration.
+
+    Returns a list of ``(sub_model, ops)``; timing these alone and the whole model in the
+    same run gives the in-model context, and they are kernel samples drawn from real blocks
+    (nn-Meter's kernel-level prediction, with configurations from whole networks).
+    """
+    from export import partition
+    graph = cost.analyze(model)
+    shapes = {op.name: tuple(op.out_shape) for op in graph.ops}
+    fused = {}
+    for op in graph.ops:
+        if op.fused_into:
+            fused.setdefault(graph.head_of(op).name, []).append(op.name)
+    seen, kernels = set(), []
+    for head in graph.ops:
+        if head.is_free:
+            continue
+        names = [head.name] + fused.get(head.name, [])
+        ops = [graph.by_name[n] for n in names]
+        key = repr([(o.kind, o.class_name, o.in_shapes, o.out_shape, o.kernel, o.strides, o.groups, o.activation,
+                     o.form) for o in ops])
+        if key in seen:
+            continue
+        seen.add(key)
+        part = {"device": "kernel", "layers": names, "inputs": list(dict.fromkeys(head.inputs)),
+                "outputs": [names[-1]]}
+        kernels.append((partition._build_part(model, part, shapes), [head]))
+    return kernels
+
+
 def _empty_model():
     x = keras.Input((1, 1, 8), name="input")
     return keras.Model(x, L.Add()([x, x]), name="invoke_overhead")
 
 
-def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, min_seconds=0.1, log=None):
-    """Time every kernel of :func:`kernel_specs` in LiteRT; one sample dict per (kernel, precision).
+def _sum_features(ops, precision):
+    total = {}
+    for op in ops:
+        for k, v in cost.cpu_features(op, precision).items():
+            total[k] = total.get(k, 0) + int(v)
+    total["channels"] = cost.gemm_channels(ops[0]) if ops else 0
+    return total
 
-    Each sample has ``kind``, ``precision``, ``work`` and ``bytes`` (the estimator's
-    features for that op), ``ms`` (the median invoke minus the median invoke of a
-    one-op model: LiteRT's per-invoke overhead) and the shapes.
+
+def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, rounds=15, samples=8, networks=16,
+                        seed=0, log=None):
+    """Time kernels and random networks in LiteRT: the kernels of :func:`kernel_specs`, the
+    random networks of :func:`network_models`, and every distinct kernel of those networks
+    (:func:`network_kernels`).
+
+    Everything is converted and loaded first, then timed together in ``rounds``
+    interleaved rounds (:func:`export.litert_timing.time_interleaved`), so that a slow
+    period of a shared machine does not land on a few kernels only. Returns
+    ``(samples, overhead, networks)``: one sample dict per (kernel, precision) with
+    ``kind``, ``precision``, the estimator's features (``work``, ``bytes``, ``in_bytes``,
+    ``out_bytes``, ``param_bytes``, ``groups``) and ``ms`` (steady invoke time minus that
+    of a one-op model, LiteRT's per-invoke overhead); the overhead per precision; and one
+    dict per (network, precision) with the Keras ``model`` and its steady ``measured_ms``.
     """
-    samples = []
-    overhead = {}
+    specs = kernel_specs(quick, samples=samples, seed=seed)
+    nets = network_models(max(2, networks // 3) if quick else networks, seed=seed + 1)
+    kernels = [(kind, _kernel_model(shape, body, i)) for i, (kind, shape, body) in enumerate(specs)]
+    for net in nets:
+        kernels += [("network", sub) for sub, _ in network_kernels(net)]
+    interpreters, meta = {}, {}
     for precision in precisions:
-        overhead[precision] = litert_timing.time_model(_convert(_empty_model(), precision), threads, runs=50,
-                                                       warmup=10, min_seconds=min_seconds)["median_ms"]
-    for i, (kind, shape, body) in enumerate(kernel_specs(quick)):
-        model = _kernel_model(shape, body, i)
-        graph = cost.analyze(model)
-        ops = [op for op in graph.ops if not op.is_free]
+        interpreters[("overhead", precision)] = litert_timing.load(_convert(_empty_model(), precision), threads)
+    for i, (kind, model) in enumerate(kernels):
+        shape = model.input_shape[1:] if len(model.inputs) == 1 else model.input_shape[0][1:]
+        ops = [op for op in cost.analyze(model).ops if not op.is_free]
         for precision in precisions:
-            content = _convert(model, precision)
-            timing = litert_timing.time_model(content, threads, runs=10, warmup=3, min_seconds=min_seconds)
-            work = nbytes = groups = 0
-            for op in ops:
-                w, b, g = cost.cpu_features(op, precision)
-                work, nbytes, groups = work + w, nbytes + b, groups + g
-            sample = {"kind": cost.cpu_predictor_kind(ops[0]) if ops else kind, "spec_kind": kind,
-                      "precision": precision, "input": list(shape), "work": int(work), "bytes": int(nbytes),
-                      "groups": int(groups),
-                      "measured_ms": timing["median_ms"], "ms": max(timing["median_ms"] - overhead[precision], 1e-4),
-                      "ops": len(ops)}
-            samples.append(sample)
-            if log:
-                log(f"{kind:12s} {precision:8s} {str(shape):18s} {timing['median_ms']:.4f} ms")
-    return samples, overhead
+            interpreters[(i, precision)] = litert_timing.load(_convert(model, precision), threads)
+            meta[(i, precision)] = dict(kind=cost.cpu_predictor_kind(ops[0]) if ops else kind, spec_kind=kind,
+                                        precision=precision, input=list(shape), ops=len(ops),
+                                        **_sum_features(ops, precision))
+        if log and (i + 1) % 50 == 0:
+            log(f"converted {i + 1}/{len(kernels)} kernels")
+    for j, model in enumerate(nets):
+        for precision in precisions:
+            interpreters[("net", j, precision)] = litert_timing.load(_convert(model, precision, calibration=2), threads)
+        if log:
+            log(f"converted network {j + 1}/{len(nets)} ({model.input_shape[1]}x{model.input_shape[2]})")
+    timing = litert_timing.time_interleaved(interpreters, rounds=rounds, log=log)
+    overhead = {p: timing[("overhead", p)]["steady_ms"] for p in precisions}
+    samples_out = []
+    for key, sample in meta.items():
+        ms = timing[key]["steady_ms"]
+        sample.update(measured_ms=ms, ms=max(ms - overhead[sample["precision"]], 1e-4))
+        samples_out.append(sample)
+    network_out = [{"model": model, "name": model.name, "input": list(model.input_shape[1:]), "precision": p,
+                    "measured_ms": timing[("net", j, p)]["steady_ms"], "spec": model.kerasnets_spec}
+                   for j, model in enumerate(nets) for p in precisions]
+    return samples_out, overhead, network_out
+
+
+def save_timings(path, samples, overhead, networks, threads=1):
+    """Write what :func:`run_microbenchmarks` measured to ``path`` (JSON), so that
+    :func:`load_timings` can refit without measuring again; networks are stored by their
+    spec and input size."""
+    from export.tflite import atomic_write
+    nets = [{k: v for k, v in n.items() if k != "model"} for n in networks]
+    atomic_write(path, json.dumps({"threads": threads, "overhead_ms": overhead, "samples": samples,
+                                   "networks": nets}) + "\n")
+
+
+def load_timings(path):
+    """Read :func:`save_timings` output back as ``(samples, overhead, networks)``."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        samples, overhead, nets = data["samples"], data["overhead_ms"], data["networks"]
+        networks = [dict(n, model=build_network(n["spec"], n["input"][0])) for n in nets]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"--samples={path} is not a timings file written by kerasnets-estimate --calibrate "
+                         f"--samples ({type(e).__name__}: {e}); delete it or pass another path to measure again.")
+    return samples, overhead, networks
 
 
 def _nnls_relative(features, targets):
@@ -278,11 +515,54 @@ def _nnls_relative(features, targets):
     return best
 
 
-def fit_host_profile(samples, overhead, threads=1, name="host_cpu"):
-    """A ``cpu`` profile dict fitted to micro-benchmark samples (see :func:`run_microbenchmarks`)."""
+# Terms fitted for compute kernels (cost.CPU_TERMS); memory ops get fixed, per-MAC (elements) and per-byte.
+_COMPUTE_TERMS = ("per_mac_s", "per_in_byte_s", "per_out_byte_s", "per_param_byte_s", "per_group_s",
+                  "per_group_pixel_s")
+_MEMORY_TERMS = ("per_mac_s", "per_byte_s")
+_COMPUTE_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense")
+
+
+def _fit_residuals(group, log_ratio, min_samples=8, prior=0.5):
+    """Kernel-regression table correcting one linear predictor (see :func:`export.cost.cpu_residual`).
+
+    The bandwidth is chosen by leave-one-out error among a few candidates; returns the
+    table (None when there are too few samples) and the leave-one-out log corrections
+    (the honest in-sample figure for the fit report).
+    """
+    if len(group) < min_samples:
+        return None, np.zeros(len(group))
+    pts = np.array([cost.residual_point(s) for s in group])
+    scale = np.maximum(pts.std(axis=0), 1e-3)
+    d2 = np.sum(((pts[:, None, :] - pts[None, :, :]) / scale) ** 2, axis=2)
+    best = None
+    for bandwidth in (0.1, 0.2, 0.35, 0.5, 0.8):
+        w = np.exp(-d2 / (2 * bandwidth ** 2))
+        np.fill_diagonal(w, 0.0)
+        loo = w @ log_ratio / (w.sum(axis=1) + prior)
+        err = float(np.mean(np.abs(np.exp(log_ratio - loo) - 1)))
+        if best is None or err < best[0]:
+            best = (err, bandwidth, loo)
+    table = {"points": np.round(pts, 5).tolist(), "log_ratio": np.round(log_ratio, 5).tolist(),
+             "scale": np.round(scale, 5).tolist(), "bandwidth": best[1], "prior": prior}
+    return table, best[2]
+
+
+def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=None):
+    """A ``cpu`` profile dict fitted to micro-benchmark samples (see :func:`run_microbenchmarks`).
+
+    Each kernel kind and precision gets ``time = fixed_s + sum(coefficient * feature)``,
+    fitted by non-negative least squares on relative error: for compute kernels the
+    features are MACs, input, output and parameter bytes, the group count and groups x
+    output pixels; for memory ops elements and bytes. A kernel-regression table then
+    corrects each predictor near the measured kernels (:func:`_fit_residuals`). With
+    ``networks`` (whole random networks timed in the same run) each precision also gets an
+    in-model context (:func:`_fit_context`): kernels inside a model run slower than alone
+    (cold weights and activations) and pay a per-op cost of their own.
+    """
     predictors = {}
     peak = {}
     fit_report = {}
+    residuals = {}
     for precision in sorted({s["precision"] for s in samples}):
         predictors[precision] = {}
         rows = [s for s in samples if s["precision"] == precision]
@@ -290,31 +570,87 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu"):
                                if s["kind"] in ("conv", "conv1x1") and s["ms"] > 0), default=1e10)
         for kind in sorted({s["kind"] for s in rows}):
             group = [s for s in rows if s["kind"] == kind]
-            x = np.array([[max(s["ops"], 1), s["work"], s["bytes"], s.get("groups", 0)] for s in group], float)
-            if not x[:, 3].any():
-                x = x[:, :3]
+            compute = kind in _COMPUTE_KINDS and len(group) >= 8
+            terms = _COMPUTE_TERMS if compute else _MEMORY_TERMS
+            features = [cost.CPU_TERMS[t] for t in terms]
             t = np.array([s["ms"] * 1e-3 for s in group])
-            coef = _nnls_relative(x, t)
-            predictors[precision][kind] = {"fixed_s": float(coef[0]), "per_mac_s": float(coef[1]),
-                                           "per_byte_s": float(coef[2])}
-            if x.shape[1] == 4:
-                predictors[precision][kind]["per_group_s"] = float(coef[3])
+            best = None
+            # Compute kernels: also the output-channel block width that explains the times best.
+            for align in ((1, 4, 8, 16, 32) if compute and any(s.get("channels") for s in group) else (1,)):
+                padded = [dict(s, work=cost.padded_work(s["work"], s.get("channels", 0), align)) for s in group]
+                x = np.array([[max(s["ops"], 1)] + [s.get(f, 0) for f in features] for s in padded], float)
+                used = [0] + [i + 1 for i in range(len(terms)) if x[:, i + 1].any()]
+                coef = np.zeros(x.shape[1])
+                coef[used] = _nnls_relative(x[:, used], t)
+                err = float(np.mean(np.abs(x @ coef / t - 1)))
+                if best is None or err < best[0] - 1e-3:
+                    best = (err, align, x, coef, padded)
+            _, align, x, coef, group = best
+            entry = {"fixed_s": float(coef[0]), "per_mac_s": 0.0, "per_byte_s": 0.0}
+            entry.update({term: float(c) for term, c in zip(terms, coef[1:]) if c or term in entry})
+            if align > 1:
+                entry["channel_align"] = align
+            predictors[precision][kind] = entry
             pred = x @ coef
-            fit_report[f"{precision}/{kind}"] = {"samples": len(group),
-                                                 "mean_abs_pct_error": float(np.mean(np.abs(pred / t - 1)) * 100)}
+            report = {"samples": len(group), "linear_mean_abs_pct_error": float(np.mean(np.abs(pred / t - 1)) * 100)}
+            table, loo = _fit_residuals(group, np.log(t / np.maximum(pred, 1e-12)))
+            if table:
+                residuals.setdefault(precision, {})[kind] = table
+                pred = pred * np.exp(loo)
+            report["mean_abs_pct_error"] = float(np.mean(np.abs(pred / t - 1)) * 100)
+            fit_report[f"{precision}/{kind}"] = report
         for kind, fb in (("conv", "conv1x1"), ("add", "multiply")):
             if kind not in predictors[precision] and fb in predictors[precision]:
                 predictors[precision][kind] = dict(predictors[precision][fb])
-    return {
+    data = {
         "name": name, "kind": "cpu", "device_label": "host CPU",
         "description": f"This machine's CPU in LiteRT (XNNPACK), {threads} thread(s), fitted by "
-                       "kerasnets-estimate --calibrate from kernel micro-benchmarks.",
+                       "kerasnets-estimate --calibrate from kernel micro-benchmarks and random networks.",
         "sources": ["export.calibrate.run_microbenchmarks + fit_host_profile (measured on this machine)"],
         "measured_on": {"machine": platform.machine(), "processor": _cpu_name(), "cores": os.cpu_count(),
                         "date": datetime.date.today().isoformat(), "threads": threads},
         "threads": int(threads), "invoke_overhead_s": {p: v * 1e-3 for p, v in overhead.items()},
-        "peak_macs_per_s": peak, "predictors": predictors, "fit": fit_report,
+        "peak_macs_per_s": peak, "predictors": predictors, "residuals": residuals, "fit": fit_report,
     }
+    if networks:
+        _fit_context(data, networks)
+    return data
+
+
+def _fit_context(data, networks):
+    """Fit each precision's in-model context on whole random networks, in place:
+    ``measured - invoke overhead = context_factor * sum of kernel predictions +
+    context_per_op_s * ops + context_per_param_byte_s * parameter bytes`` (weights that
+    stay hot in the caches when a kernel runs alone are fetched again in a model), by
+    non-negative least squares on relative error."""
+    profile = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
+    for key in ("context_factor", "context_per_op_s", "context_per_param_byte_s"):
+        data[key] = {}
+    data["context_fit"] = []
+    for precision in data["predictors"]:
+        rows = []
+        for net in networks:
+            if net["precision"] != precision:
+                continue
+            graph = cost.analyze(net["model"])
+            est = cost.estimate_graph(graph, profile, precision)
+            costed = [r for r in est["layers"] if r["placement"] == "cpu" and not r.get("free")]
+            ops = sum(len(r["tflite_ops"]) if r["kind"] in ("batchnorm", "adaptive_pool") else 1 for r in costed)
+            params = sum(cost.cpu_features(graph.by_name[r["name"]], precision)["param_bytes"] for r in costed)
+            rows.append((net, [est["totals"]["cpu_ms"], ops, params / 1e6]))
+        if len(rows) < 3:
+            continue
+        x = np.array([f for _, f in rows], float)
+        target = np.array([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows])
+        factor, per_op_ms, per_mb_ms = _nnls_relative(x, np.maximum(target, 1e-6))
+        data["context_factor"][precision] = float(factor) if factor > 0 else 1.0
+        data["context_per_op_s"][precision] = float(per_op_ms) * 1e-3
+        data["context_per_param_byte_s"][precision] = float(per_mb_ms) * 1e-9
+        for (net, f), pred in zip(rows, x @ [factor, per_op_ms, per_mb_ms]):
+            data["context_fit"].append({"network": net["name"], "input": net["input"], "precision": precision,
+                                        "ops": f[1], "param_mb": f[2], "measured_ms": net["measured_ms"],
+                                        "kernel_sum_ms": f[0],
+                                        "fitted_ms": float(pred) + data["invoke_overhead_s"][precision] * 1e3})
 
 
 def _cpu_name():
@@ -348,12 +684,16 @@ def _breakdown(result):
 
 
 def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128), precisions=("int8", "float32"),
-                          threads=1, min_seconds=0.3, log=None):
-    """Estimate and measure zoo models in LiteRT in one run; returns the validation report dict."""
+                          threads=1, rounds=15, log=None):
+    """Estimate and measure zoo models in LiteRT in one run; returns the validation report dict.
+
+    Every case is converted and loaded first and all are timed together in interleaved
+    rounds (:func:`export.litert_timing.time_interleaved`), the measurement the fit uses.
+    """
     import kerasnets
     profile = load_profile(profile)
     models = list(models or kerasnets.list_models())
-    rows = []
+    cases, interpreters = [], {}
     for name in models:
         for res in resolutions:
             model = kerasnets.get_model(name, input_shape=(res, res, 3), classes=1000)
@@ -361,17 +701,22 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
             for precision in precisions:
                 t0 = time.perf_counter()
                 est = cost.estimate_graph(graph, profile, precision)
-                content = _convert(model, precision, calibration=2)
-                timing = litert_timing.time_model(content, threads, runs=5, warmup=2, min_seconds=min_seconds)
-                pred = est["totals"]["latency_ms"]
-                row = {"model": name, "input": res, "precision": precision, "predicted_ms": pred,
-                       "measured_ms": timing["median_ms"], "error_pct": 100 * (pred / timing["median_ms"] - 1),
-                       "runs": timing["runs"], "macs": est["totals"]["macs"], "breakdown": _breakdown(est),
-                       "seconds": time.perf_counter() - t0}
-                rows.append(row)
-                if log:
-                    log(f"{name:26s} {res:4d} {precision:8s} predicted {pred:9.3f} ms measured "
-                        f"{timing['median_ms']:9.3f} ms error {row['error_pct']:+6.1f}%")
+                interpreters[len(cases)] = litert_timing.load(_convert(model, precision, calibration=2), threads)
+                cases.append((name, res, precision, est, time.perf_counter() - t0))
+        if log:
+            log(f"converted {name} at {', '.join(map(str, resolutions))}")
+    timing = litert_timing.time_interleaved(interpreters, rounds=rounds, log=log)
+    rows = []
+    for i, (name, res, precision, est, seconds) in enumerate(cases):
+        pred, measured = est["totals"]["latency_ms"], timing[i]["steady_ms"]
+        row = {"model": name, "input": res, "precision": precision, "predicted_ms": pred, "measured_ms": measured,
+               "median_ms": timing[i]["median_ms"], "error_pct": 100 * (pred / measured - 1),
+               "windows": timing[i]["windows"], "macs": est["totals"]["macs"], "breakdown": _breakdown(est),
+               "seconds": seconds}
+        rows.append(row)
+        if log:
+            log(f"{name:26s} {res:4d} {precision:8s} predicted {pred:9.3f} ms measured "
+                f"{measured:9.3f} ms error {row['error_pct']:+6.1f}%")
     err = np.array([r["error_pct"] for r in rows])
     summary = {"count": len(rows), "within_10pct": float(np.mean(np.abs(err) <= 10)) if len(rows) else 0.0,
                "mean_abs_pct_error": float(np.mean(np.abs(err))) if len(rows) else 0.0,
@@ -389,8 +734,9 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
         r["reason"] = (f"{'over' if r['error_pct'] > 0 else 'under'}-predicted by {abs(r['error_pct']):.0f}%; "
                        f"predicted time is {r['breakdown']}")
     return {"profile": profile.name, "threads": threads, "resolutions": list(resolutions),
-            "precisions": list(precisions), "method": f"LiteRT, {threads} thread(s), median of >= 5 invokes "
-            f"and >= {min_seconds} s after 2 warm-ups; estimate from profile {profile.name}",
+            "precisions": list(precisions), "method": f"LiteRT, {threads} thread(s), {rounds} interleaved rounds of "
+            f"3 windows of 10 invokes per case, 10th percentile of the window medians; estimate from profile "
+            f"{profile.name}",
             "summary": summary, "worst": worst, "rows": rows}
 
 

@@ -17,7 +17,8 @@ compute is the MACs after channel-alignment padding over ``peak * efficiency(kin
 shape)``, and memory is the bytes it moves (activations with channels padded, plus its
 parameters, read from the on-chip cache or streamed when the cache is full) over the
 bandwidth that applies. Concat, shuffle, slice, pooling and element-wise ops have no MACs
-and cost memory traffic. On a CPU profile each op kind has a fitted linear predictor
+and cost memory traffic. On a CPU profile each op kind has a fitted linear predictor,
+corrected near measured kernels and scaled by the fitted in-model context
 (:mod:`export.calibrate`). Every row carries a ``reason`` saying which effect set its cost.
 
 :func:`estimate` does both for a model, placing ops with the partitioner's default policy.
@@ -479,17 +480,75 @@ def cpu_predictor_kind(op):
     return op.kind
 
 
-def cpu_features(op, precision):
-    """(MACs-like work, bytes, groups) of ``op`` on a CPU: the variables of the linear predictors
-    (``groups`` is the group count of a grouped conv, else 0: each group is a separate GEMM)."""
+# The terms of a CPU predictor: coefficient name -> the feature of cpu_features it multiplies.
+CPU_TERMS = {"per_mac_s": "work", "per_byte_s": "bytes", "per_in_byte_s": "in_bytes", "per_out_byte_s": "out_bytes",
+             "per_param_byte_s": "param_bytes", "per_group_s": "groups", "per_group_pixel_s": "group_pixels"}
+
+
+def gemm_channels(op):
+    """Output channels one GEMM of ``op`` computes (per group for grouped convs), or 0 for
+    ops that are no GEMM: what a CPU kernel tiles and pads to its register-block width."""
+    if op.kind in ("conv", "depthwise", "dense") and op.out_shape:
+        return int(op.out_shape[-1])
+    if op.kind == "group_conv" and op.out_shape:
+        return max(int(op.out_shape[-1]) // max(op.groups, 1), 1)
+    return 0
+
+
+def padded_work(work, channels, align):
+    """``work`` scaled for output channels padded to a multiple of ``align`` (XNNPACK's GEMM
+    microkernels compute whole register blocks of output channels)."""
+    if not channels or align <= 1:
+        return work
+    return work * (-(-channels // align) * align) / channels
+
+
+def cpu_features(op, precision, align=1):
+    """The variables of the CPU predictors for ``op``: ``work`` (MACs, or elements touched for
+    memory ops), ``bytes`` (activations in and out plus parameters), its parts ``in_bytes``,
+    ``out_bytes`` and ``param_bytes``, and ``groups`` (the group count of a grouped conv,
+    else 0: each group is a separate GEMM) and ``group_pixels`` (groups times output pixels:
+    XNNPACK's int8 grouped conv costs about 40 ns per group and output pixel here, whatever
+    the MACs); ``work`` counts output channels padded to ``align`` (the predictor's
+    ``channel_align``), ``channels`` is what is padded (:func:`gemm_channels`)."""
     elem = ELEMENT_BYTES[precision]
     work = op.macs
     if op.kind in ("max_pool", "avg_pool", "adaptive_pool", "global_pool"):
         work = op.elements_out() * (int(np.prod(op.kernel)) if op.kernel else 1)
     elif op.kind in MEMORY_GROUP:
         work = op.elements_out()
+    in_bytes, out_bytes = _act_bytes(op.in_shapes, elem), _act_bytes([op.out_shape], elem)
+    param_bytes = _param_bytes(op, precision)
     groups = op.groups if op.kind == "group_conv" else 0
-    return work, _act_bytes(op.in_shapes + [op.out_shape], elem) + _param_bytes(op, precision), groups
+    pixels = int(np.prod(op.out_shape[:-1])) if op.out_shape else 0
+    return {"work": padded_work(work, gemm_channels(op), align), "bytes": in_bytes + out_bytes + param_bytes,
+            "in_bytes": in_bytes, "out_bytes": out_bytes, "param_bytes": param_bytes, "groups": groups,
+            "group_pixels": groups * pixels, "channels": gemm_channels(op)}
+
+
+# Features of the kernel regression that corrects a CPU predictor (log scale).
+RESIDUAL_FEATURES = ("work", "in_bytes", "out_bytes", "param_bytes", "groups", "group_pixels")
+
+
+def residual_point(feats):
+    """The point of a kernel in the residual regression's feature space."""
+    return np.log1p(np.array([float(feats.get(f, 0)) for f in RESIDUAL_FEATURES]))
+
+
+def cpu_residual(table, feats):
+    """Multiplicative correction of a fitted CPU predictor for a kernel with features ``feats``.
+
+    ``table`` holds measured kernels of one kind (``points``, their ``log_ratio`` of measured
+    over predicted time), the feature ``scale`` and the ``bandwidth``: a Nadaraya-Watson
+    average of nearby log ratios with a prior weight ``prior`` at zero, so far from every
+    measured kernel the correction fades to 1.
+    """
+    if not table:
+        return 1.0
+    pts = np.asarray(table["points"], float)
+    d2 = np.sum(((pts - residual_point(feats)) / np.asarray(table["scale"], float)) ** 2, axis=1)
+    w = np.exp(-d2 / (2 * table["bandwidth"] ** 2))
+    return float(np.exp(np.dot(w, table["log_ratio"]) / (w.sum() + table["prior"])))
 
 
 def _cpu_row(op, profile, precision, speed_factor):
@@ -502,25 +561,39 @@ def _cpu_row(op, profile, precision, speed_factor):
     while used not in table:  # e.g. activation_hard_swish -> activation -> add
         used = "activation" if used.startswith("activation_") else fallback.get(used, "add")
     coef = table[used]
-    work, nbytes, groups = cpu_features(op, precision)
-    parts = {"fixed": coef["fixed_s"] + coef.get("per_group_s", 0.0) * groups, "compute": coef["per_mac_s"] * work,
-             "memory": coef["per_byte_s"] * nbytes}
+    feats = cpu_features(op, precision, coef.get("channel_align", 1))
+    term = {name: coef.get(name, 0.0) * feats[f] for name, f in CPU_TERMS.items()}
+    parts = {"fixed": coef["fixed_s"] + term["per_group_s"] + term["per_group_pixel_s"], "compute": term["per_mac_s"],
+             "memory": term["per_byte_s"] + term["per_in_byte_s"] + term["per_out_byte_s"] + term["per_param_byte_s"]}
     extra = 0.0
     if op.kind == "group_conv" and op.form == "split" and "group_conv" not in table:
         extra = (op.groups + 1) * table.get("slice", table["add"])["fixed_s"]
     n = len(op.tflite_ops) if op.kind in ("batchnorm", "adaptive_pool") else 1
-    t = (sum(parts.values()) * n + extra) / speed_factor
+    # The linear predictor's error on measured kernels near this one (kernel regression).
+    local = cpu_residual(profile.data.get("residuals", {}).get(precision, {}).get(used), feats)
+    # In a whole model the kernels run slower than alone (weights and activations are no
+    # longer warm in the caches; every weight is fetched again each inference): the
+    # profile's context factor, per-op and per-parameter-byte terms, fitted on whole networks.
+    context = profile.data.get("context_factor", {}).get(precision, 1.0)
+    per_op = (profile.data.get("context_per_op_s", {}).get(precision, 0.0) * n
+              + profile.data.get("context_per_param_byte_s", {}).get(precision, 0.0) * feats["param_bytes"]) / speed_factor
+    scale = context * local / speed_factor
+    t = (sum(parts.values()) * n + extra) * scale + per_op
     bound = max(parts, key=parts.get)
     reason = f"fitted {used} predictor ({profile.name}, {precision})"
     if used != kind:
         reason += f", no {kind} predictor fitted"
+    if local != 1.0:
+        reason += f", x{local:.3g} from measured {used} kernels of similar shape"
+    if context != 1.0 or per_op:
+        reason += f", in-model context x{context:.3g} + {per_op * 1e6:.2g} us"
     if speed_factor != 1.0:
         reason += f", host speed factor {speed_factor:g}"
-    return {"padded_macs": int(op.macs), "efficiency": None, "compute_ms": parts["compute"] * n / speed_factor * 1e3,
-            "memory_ms": parts["memory"] * n / speed_factor * 1e3, "overhead_ms": parts["fixed"] * n / speed_factor * 1e3,
+    return {"padded_macs": int(op.macs), "efficiency": None, "compute_ms": parts["compute"] * n * scale * 1e3,
+            "memory_ms": parts["memory"] * n * scale * 1e3,
+            "overhead_ms": (parts["fixed"] * n * scale + per_op) * 1e3,
             "stream_ms": 0.0, "latency_ms": t * 1e3, "bound": {"fixed": "overhead"}.get(bound, bound),
-            "bytes_in": _act_bytes(op.in_shapes, ELEMENT_BYTES[precision]),
-            "bytes_out": _act_bytes([op.out_shape], ELEMENT_BYTES[precision]),
+            "bytes_in": feats["in_bytes"], "bytes_out": feats["out_bytes"],
             "channels_padded": op.out_shape[-1] if op.out_shape else 0, "reason": reason}
 
 

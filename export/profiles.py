@@ -16,7 +16,12 @@ Two kinds of profile exist:
   segment rule. The CPU side of a partition is costed with the profile named in
   ``host.profile``.
 * ``cpu`` profiles hold fitted predictors, one per kernel kind and precision:
-  ``time = fixed_s + per_mac_s * MACs + per_byte_s * bytes`` (see :mod:`export.calibrate`).
+  ``time = fixed_s + per_mac_s * MACs + per_byte_s * bytes`` plus optional terms per
+  input, output and parameter byte, per group and per group-pixel, a kernel-regression
+  table correcting each predictor near measured kernels (``residuals``), and per precision
+  an optional in-model context (``context_factor``, ``context_per_op_s`` and
+  ``context_per_param_byte_s``: kernels inside a whole model against the same kernels
+  alone; see :mod:`export.calibrate`).
 
 A profile may name another in ``inherits``; the two are merged key by key (the child's
 values win) before validation. A malformed profile raises :class:`ProfileError`, whose
@@ -38,6 +43,8 @@ MEMORY_OP_KINDS = ("elementwise", "concat", "slice", "shuffle", "pool", "reshape
 CPU_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense", "add", "multiply", "concat", "slice",
              "shuffle", "max_pool", "avg_pool", "global_pool", "activation", "activation_hard_swish",
              "activation_hard_sigmoid", "activation_sigmoid", "softmax", "reshape")
+# Optional terms of a CPU predictor beside fixed_s, per_mac_s and per_byte_s (export.cost.CPU_TERMS).
+CPU_OPTIONAL_TERMS = ("per_in_byte_s", "per_out_byte_s", "per_param_byte_s", "per_group_s", "per_group_pixel_s")
 CONSTRAINT_KEYS = {"kernel_sizes": int, "strides": int, "pool_sizes": int, "forms": str, "max_channels": int,
                    "modes": str}
 
@@ -264,12 +271,40 @@ def validate(data, label="<profile>"):
                     c.fail(f"predictors.{p}.{k}", f"is not a kernel kind; use one of {list(CPU_KINDS)}")
                 for coef in ("fixed_s", "per_mac_s", "per_byte_s"):
                     c.number(f"predictors.{p}.{k}.{coef}")
-                if "per_group_s" in coeffs:  # optional: the per-group term of grouped convs
-                    c.number(f"predictors.{p}.{k}.per_group_s")
+                if "channel_align" in coeffs:
+                    c.integer(f"predictors.{p}.{k}.channel_align")
+                for coef in coeffs:
+                    if coef == "channel_align":
+                        continue
+                    if coef not in CPU_OPTIONAL_TERMS + ("fixed_s", "per_mac_s", "per_byte_s"):
+                        c.fail(f"predictors.{p}.{k}.{coef}", f"is not a predictor term; use fixed_s, per_mac_s, "
+                               f"per_byte_s or one of {list(CPU_OPTIONAL_TERMS)}")
+                    c.number(f"predictors.{p}.{k}.{coef}")
+            if p in (data.get("context_factor") or {}):
+                c.number(f"context_factor.{p}", low_open=True)
+            for key in ("context_per_op_s", "context_per_param_byte_s"):
+                if p in (data.get(key) or {}):
+                    c.number(f"{key}.{p}")
+            for k, table in (data.get("residuals") or {}).get(p, {}).items():
+                _check_residuals(c, f"residuals.{p}.{k}", table)
             for k in ("conv", "add"):
                 if k not in kinds:
                     c.fail(f"predictors.{p}.{k}", "is missing (every CPU profile needs conv and add predictors)")
     return data
+
+
+def _check_residuals(c, field, table):
+    """A kernel-regression table of a CPU predictor (export.cost.cpu_residual)."""
+    if not isinstance(table, dict):
+        c.fail(field, "must be a mapping with points, log_ratio, scale, bandwidth and prior")
+    for key in ("bandwidth", "prior"):
+        c.number(f"{field}.{key}", low_open=key == "bandwidth", value=table.get(key, "missing"))
+    points, ratios, scale = table.get("points"), table.get("log_ratio"), table.get("scale")
+    if not isinstance(scale, list) or not scale or not all(isinstance(v, (int, float)) and v > 0 for v in scale):
+        c.fail(f"{field}.scale", "must be a list of positive numbers, one per feature")
+    if (not isinstance(points, list) or not isinstance(ratios, list) or len(points) != len(ratios)
+            or any(not isinstance(pt, list) or len(pt) != len(scale) for pt in points)):
+        c.fail(f"{field}.points", f"must be a list of {len(scale)}-number points, one per log_ratio entry")
 
 
 class Profile:

@@ -4,8 +4,9 @@ Predicts how fast a zoo model runs on a hardware profile, layer by layer, with t
 for each layer's cost and where it runs (the partitioner's ``max_npu`` placement unless
 ``--policy`` says otherwise). ``--chart=FILE.png`` draws the per-layer cost.
 
-`kerasnets-estimate --calibrate [--threads=N] [--quick] [--profile_out=PATH] [--validate]`
-micro-benchmarks kernels in LiteRT on this machine, fits the ``host_cpu`` profile and
+`kerasnets-estimate --calibrate [--threads=N] [--quick] [--profile_out=PATH] [--samples=PATH] [--validate]`
+micro-benchmarks kernels and random networks in LiteRT on this machine (about 10 minutes;
+``--samples`` keeps the timings to refit from later), fits the ``host_cpu`` profile and
 writes it (default: $KERASNETS_PROFILE_DIR/host_cpu.json, else
 ~/.config/kerasnets/profiles/host_cpu.json; the profile loader searches both before the
 shipped profiles); ``--validate`` adds the validation report.
@@ -33,9 +34,11 @@ flags.DEFINE_integer("top", 0, "Show only the N most expensive layers (0 = all).
 flags.DEFINE_string("chart", None, "Write a PNG chart of per-layer cost to this path.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_bool("calibrate", False, "Fit the host_cpu profile from LiteRT micro-benchmarks on this machine.")
-flags.DEFINE_bool("quick", False, "With --calibrate: a third of the kernels (about a minute).")
+flags.DEFINE_bool("quick", False, "With --calibrate: a third of the kernels and networks (a few minutes).")
 flags.DEFINE_bool("validate", False, "With --calibrate: also run the validation report over the zoo.")
 flags.DEFINE_string("profile_out", None, "With --calibrate: where to write the fitted host_cpu profile.")
+flags.DEFINE_string("samples", None, "With --calibrate: read the timings from this file if it exists (refit without "
+                    "measuring again), else measure and save them there.")
 
 
 def _model_overrides():
@@ -60,8 +63,13 @@ def _calibrate():
     out = FLAGS.profile_out or os.path.join(os.environ.get("KERASNETS_PROFILE_DIR") or USER_PROFILE_DIR,
                                             "host_cpu.json")
     log = (lambda s: print(s, file=sys.stderr)) if not FLAGS.json else None
-    samples, overhead = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick, log=log)
-    data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads)
+    if FLAGS.samples and os.path.exists(FLAGS.samples):
+        samples, overhead, networks = calibrate.load_timings(FLAGS.samples)
+    else:
+        samples, overhead, networks = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick, log=log)
+        if FLAGS.samples:
+            calibrate.save_timings(FLAGS.samples, samples, overhead, networks, threads=FLAGS.threads)
+    data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads, networks=networks)
     atomic_write(out, json.dumps(data, indent=1) + "\n")
     result = {"profile_out": out, "samples": len(samples), "fit": data["fit"]}
     if FLAGS.validate:

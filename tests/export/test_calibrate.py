@@ -36,8 +36,65 @@ class FitTest(tf.test.TestCase):
         prof = profiles.parse_profile(data, "'fitted_cpu'")
         x = keras.Input((16, 16, 3))
         y = L.DepthwiseConv2D(3)(L.Conv2D(8, 3)(x))
-        r = cost.estimate(keras.Model(x, y), prof, precision="int8")
+        model = keras.Model(x, y)
+        r = cost.estimate(model, prof, precision="int8")
         self.assertGreater(r["totals"]["latency_ms"], 0.01)
+        # Networks measured 1.3x slower than their kernels predict give a context factor of
+        # 1.3 for that precision (and no per-op term), and the estimate grows by it.
+        def net(size):
+            x = keras.Input((size, size, 3))
+            return keras.Model(x, L.DepthwiseConv2D(3)(L.Conv2D(8, 3)(x)))
+        nets = []
+        for size in (16, 32, 48):
+            est = cost.estimate(net(size), prof, precision="int8")["totals"]
+            nets.append({"model": net(size), "name": f"net{size}", "input": [size, size, 3], "precision": "int8",
+                         "measured_ms": est["cpu_ms"] * 1.3 + 0.01})
+        data = calibrate.fit_host_profile(samples, {"int8": 0.01, "float32": 0.01}, name="fitted_cpu", networks=nets)
+        self.assertAllClose(data["context_factor"]["int8"], 1.3)
+        self.assertAllClose(data["context_per_op_s"]["int8"], 0.0, atol=1e-9)
+        self.assertNotIn("float32", data["context_factor"])
+        r2 = cost.estimate(model, profiles.parse_profile(data, "'fitted_cpu'"), precision="int8")
+        self.assertAllClose(r2["totals"]["cpu_ms"], 1.3 * r["totals"]["cpu_ms"], rtol=1e-6)
+        self.assertIn("in-model context", r2["layers"][-1]["reason"])
+
+    def test_compute_kernels_fit_per_byte_terms(self):
+        # Enough conv samples get the input/output/parameter-byte terms; the fit recovers them.
+        rng = np.random.default_rng(1)
+        samples = []
+        for _ in range(12):
+            f = {"work": rng.uniform(1e5, 1e8), "in_bytes": rng.uniform(1e3, 1e6), "out_bytes": rng.uniform(1e3, 1e6),
+                 "param_bytes": rng.uniform(1e2, 1e6), "groups": 0}
+            f["bytes"] = f["in_bytes"] + f["out_bytes"] + f["param_bytes"]
+            ms = (1e-6 + 2e-11 * f["work"] + 3e-10 * f["in_bytes"] + 1e-10 * f["param_bytes"]) * 1e3
+            samples.append(dict(kind="conv", precision="int8", ops=1, ms=ms, **f))
+        samples.append(dict(kind="add", precision="int8", ops=1, ms=0.002, work=100, bytes=300))
+        coef = calibrate.fit_host_profile(samples, {"int8": 0.0})["predictors"]["int8"]["conv"]
+        self.assertAllClose([coef["fixed_s"], coef["per_mac_s"], coef["per_in_byte_s"], coef["per_param_byte_s"]],
+                            [1e-6, 2e-11, 3e-10, 1e-10], rtol=1e-4)
+
+    def test_random_networks_are_seeded_and_bounded(self):
+        a = calibrate.network_models(3, seed=5, max_macs=1e8)
+        b = calibrate.network_models(3, seed=5, max_macs=1e8)
+        self.assertEqual([m.count_params() for m in a], [m.count_params() for m in b])
+        self.assertEqual([m.input_shape for m in a], [m.input_shape for m in b])
+        for m in a:
+            self.assertLessEqual(cost.analyze(m).total_macs(), 1e8)
+            # The spec kept on the model rebuilds it (what --samples refits from).
+            again = calibrate.build_network(m.kerasnets_spec, m.input_shape[1])
+            self.assertEqual(again.count_params(), m.count_params())
+        self.assertGreater(len({m.count_params() for m in a}), 1)
+
+    def test_bad_cpu_predictor_term_is_refused(self):
+        data = calibrate.fit_host_profile([dict(kind="conv", precision="int8", ops=1, ms=0.01, work=1e6, bytes=1e4),
+                                           dict(kind="add", precision="int8", ops=1, ms=0.002, work=100, bytes=300)],
+                                          {"int8": 0.0}, name="bad_cpu")
+        data["predictors"]["int8"]["conv"]["per_flop_s"] = 1e-12
+        with self.assertRaisesRegex(profiles.ProfileError, "per_flop_s"):
+            profiles.parse_profile(data, "'bad_cpu'")
+        del data["predictors"]["int8"]["conv"]["per_flop_s"]
+        data["context_factor"] = {"int8": 0}
+        with self.assertRaisesRegex(profiles.ProfileError, "context_factor.int8"):
+            profiles.parse_profile(data, "'bad_cpu'")
 
     def test_spearman(self):
         self.assertAllClose(calibrate._spearman([1, 2, 3, 4], [10, 20, 30, 40]), 1.0)
@@ -49,3 +106,99 @@ class FitTest(tf.test.TestCase):
         timing = litert_timing.time_model(calibrate._convert(model, "int8"), threads=1, runs=5, warmup=1)
         self.assertGreater(timing["median_ms"], 0)
         self.assertGreaterEqual(timing["runs"], 5)
+
+    def test_steady_and_interleaved_timing(self):
+        small = calibrate._kernel_model((8, 8, 8), lambda x: L.Add()([x, x]), 0)
+        big = calibrate._kernel_model((56, 56, 32), lambda x: calibrate._cbr(x, 64, 3, 1), 1)
+        its = {n: litert_timing.load(calibrate._convert(m, "float32")) for n, m in (("small", small), ("big", big))}
+        steady = litert_timing.time_steady(its["big"], min_seconds=0.05, min_windows=5)
+        self.assertGreaterEqual(steady["windows"], 5)
+        self.assertLessEqual(steady["steady_ms"], steady["median_ms"] * 1.5)
+        t = litert_timing.time_interleaved(its, rounds=3)
+        self.assertEqual(t["big"]["windows"], 9)
+        self.assertGreater(t["big"]["steady_ms"], 2 * t["small"]["steady_ms"])
+
+
+class ResidualTest(tf.test.TestCase):
+
+    def test_kernel_regression_corrects_near_and_fades_far(self):
+        # Kernels whose time is 1.5x the linear predictor in one region of feature space:
+        # the correction is about 1.5 there and 1 far away.
+        rng = np.random.default_rng(0)
+        group, log_ratio = [], []
+        for _ in range(40):
+            work = float(rng.uniform(1e5, 1e6))
+            group.append({"work": work, "in_bytes": work / 10, "out_bytes": work / 10, "param_bytes": 100,
+                          "groups": 0})
+            log_ratio.append(np.log(1.5))
+        table, loo = calibrate._fit_residuals(group, np.array(log_ratio))
+        self.assertAllClose(np.exp(loo), np.full(40, 1.5), rtol=0.1)  # the prior shrinks the edges a little
+        near = cost.cpu_residual(table, {"work": 5e5, "in_bytes": 5e4, "out_bytes": 5e4, "param_bytes": 100})
+        far = cost.cpu_residual(table, {"work": 1e10, "in_bytes": 1e9, "out_bytes": 1e9, "param_bytes": 1e7})
+        self.assertAllClose(near, 1.5, rtol=0.05)
+        self.assertAllClose(far, 1.0)
+        self.assertEqual(cost.cpu_residual(None, {"work": 1}), 1.0)
+        self.assertEqual(calibrate._fit_residuals(group[:3], np.zeros(3))[0], None)
+
+    def test_bad_residual_table_is_refused(self):
+        data = calibrate.fit_host_profile([dict(kind="conv", precision="int8", ops=1, ms=0.01, work=1e6, bytes=1e4),
+                                           dict(kind="add", precision="int8", ops=1, ms=0.002, work=100, bytes=300)],
+                                          {"int8": 0.0}, name="bad_cpu")
+        data["residuals"] = {"int8": {"conv": {"points": [[1, 2]], "log_ratio": [0.1], "scale": [1, 1, 1, 1, 1],
+                                               "bandwidth": 0.3, "prior": 0.5}}}
+        with self.assertRaisesRegex(profiles.ProfileError, "residuals.int8.conv.points"):
+            profiles.parse_profile(data, "'bad_cpu'")
+
+
+class NetworkKernelTest(tf.test.TestCase):
+
+    def test_network_kernels_cover_every_costed_op_once(self):
+        x = keras.Input((16, 16, 8), name="input")
+        a = calibrate._cbr(x, 8, 3, 1)
+        b = calibrate._cbr(a, 8, 3, 1)           # same configuration as a: deduplicated
+        y = L.Add()([a, b])
+        pooled = L.GlobalAveragePooling2D(keepdims=True)(y)
+        y = L.Multiply()([y, L.Activation("sigmoid")(pooled)])   # a squeeze-excite style broadcast multiply
+        model = keras.Model(x, y)
+        kernels = calibrate.network_kernels(model)
+        kinds = sorted(ops[0].kind for _, ops in kernels)
+        self.assertEqual(kinds, ["activation", "add", "conv", "global_pool", "multiply"])
+        for sub, ops in kernels:
+            if len(sub.inputs) > 1:   # two-input kernels convert through the calibration's own path
+                content = calibrate._convert(sub, "int8", calibration=2)
+                it = litert_timing.load(content)
+                it.invoke()
+                self.assertEqual(len(it.get_input_details()), 2)
+
+
+class ChannelAlignTest(tf.test.TestCase):
+
+    def test_fit_finds_the_output_channel_block_width(self):
+        # Conv kernels timed as if output channels were padded to 16: the fit picks 16
+        # and predicts a 20-channel conv like a 32-channel one.
+        rng = np.random.default_rng(2)
+        samples = []
+        for _ in range(30):
+            cout, unit = int(rng.integers(2, 40)) * 4, float(rng.uniform(1e4, 1e6))
+            work = unit * cout
+            padded = unit * (-(-cout // 16) * 16)
+            samples.append(dict(kind="conv1x1", precision="float32", ops=1, work=work, channels=cout, in_bytes=1e3,
+                                out_bytes=1e3, param_bytes=1e2, bytes=2.1e3, groups=0,
+                                ms=(2e-6 + 1e-11 * padded) * 1e3))
+        samples.append(dict(kind="add", precision="float32", ops=1, ms=0.002, work=100, bytes=300))
+        samples.append(dict(kind="conv", precision="float32", ops=1, ms=0.01, work=1e6, bytes=1e4))
+        data = calibrate.fit_host_profile(samples, {"float32": 0.0}, name="aligned_cpu")
+        entry = data["predictors"]["float32"]["conv1x1"]
+        self.assertEqual(entry["channel_align"], 16)
+        self.assertAllClose(entry["per_mac_s"], 1e-11, rtol=1e-3)
+        prof = profiles.parse_profile(data, "'aligned_cpu'")
+        x = keras.Input((8, 8, 16))
+        narrow = cost.estimate(keras.Model(x, L.Conv2D(20, 1, use_bias=False)(x)), prof, precision="float32")
+        wide = cost.estimate(keras.Model(x, L.Conv2D(32, 1, use_bias=False)(x)), prof, precision="float32")
+        self.assertAllClose(narrow["layers"][1]["compute_ms"], wide["layers"][1]["compute_ms"], rtol=1e-6)
+
+    def test_padded_work(self):
+        self.assertEqual(cost.padded_work(100, 20, 16), 160)
+        self.assertEqual(cost.padded_work(100, 32, 16), 100)
+        self.assertEqual(cost.padded_work(100, 0, 16), 100)
+        self.assertEqual(cost.padded_work(100, 20, 1), 100)

@@ -32,6 +32,35 @@ class EstimateCliTest(tf.test.TestCase):
         self.assertEqual(doc["precision"], "int8")
         self.assertGreater(doc["latency_ms"], 0)
 
+    def test_calibrate_refits_from_saved_timings(self):
+        # --calibrate --samples=FILE refits from timings saved earlier without measuring;
+        # the written profile loads and estimates, and a file that is not timings exits 2.
+        tmp = self.get_temp_dir()
+        samples = []
+        for precision in ("int8", "float32"):
+            for kind, ms in (("conv", 0.05), ("conv1x1", 0.02), ("add", 0.003)):
+                for i in range(3):
+                    samples.append({"kind": kind, "precision": precision, "ops": 1, "work": 1e6 * (i + 1),
+                                    "bytes": 1e4 * (i + 2), "ms": ms * (i + 1.5)})
+        timings = os.path.join(tmp, "timings.json")
+        with open(timings, "w") as f:
+            json.dump({"threads": 1, "overhead_ms": {"int8": 0.001, "float32": 0.001}, "samples": samples,
+                       "networks": []}, f)
+        out = os.path.join(tmp, "host_cpu.json")
+        proc = _run("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}", "--json")
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertEqual(json.loads(proc.stdout)["samples"], len(samples))
+        proc = _run("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=32x32", f"--profile={out}",
+                    "--json")
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertGreater(json.loads(proc.stdout)["latency_ms"], 0)
+        with open(timings, "w") as f:
+            f.write("not json")
+        proc = _run("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}.2")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("is not a timings file", proc.stderr)
+        self.assertFalse(os.path.exists(out + ".2"))
+
     def test_bad_flags_exit_2_with_one_sentence(self):
         for args, needle in ((["--model=mobilenet_v2_035", "--profile=warp_drive"], "profile 'warp_drive' is unknown"),
                              (["--model=mobilenet_v2_035", "--input_size=big"], "--input_size='big' is not a size"),
