@@ -321,15 +321,16 @@ def network_models(count=8, seed=1, max_macs=3e8):
                 break
             res -= 16
         model = randomize_batch_norm(model, seed=1000 + i, beta_std=0.3, mean_std=0.1)
-        model.kerasnets_spec = dataclasses.asdict(spec)
+        model.kerasnets_spec = json.dumps(dataclasses.asdict(spec))  # a str: Keras wraps dict attributes
         models.append(model)
     return models
 
 
 def build_network(spec, size):
-    """Rebuild a random network from its spec dict (``model.kerasnets_spec``) at ``size``."""
+    """Rebuild a random network from its spec (``model.kerasnets_spec``, JSON) at ``size``."""
     from kerasnets.builder import build_model
     from kerasnets.spec import Block, ModelSpec, Top
+    spec = json.loads(spec) if isinstance(spec, str) else spec
     spec = ModelSpec(spec["name"], tuple(Block(**b) for b in spec["blocks"]), Top(**spec["top"]),
                      tuple(spec["default_size"]))
     return build_model(spec, keras.Input((size, size, 3), name="input"), classes=1000)
@@ -641,9 +642,11 @@ def _fit_context(data, networks):
         if len(rows) < 3:
             continue
         x = np.array([f for _, f in rows], float)
-        target = np.array([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows])
-        factor, per_op_ms, per_mb_ms = _nnls_relative(x, np.maximum(target, 1e-6))
-        data["context_factor"][precision] = float(factor) if factor > 0 else 1.0
+        target = np.maximum([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows],
+                            1e-6)
+        factor, per_op_ms, per_mb_ms = _nnls_relative(x, target)
+        factor = factor if factor > 0 else 1.0
+        data["context_factor"][precision] = float(factor)
         data["context_per_op_s"][precision] = float(per_op_ms) * 1e-3
         data["context_per_param_byte_s"][precision] = float(per_mb_ms) * 1e-9
         for (net, f), pred in zip(rows, x @ [factor, per_op_ms, per_mb_ms]):

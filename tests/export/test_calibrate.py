@@ -202,3 +202,19 @@ class ChannelAlignTest(tf.test.TestCase):
         self.assertEqual(cost.padded_work(100, 32, 16), 100)
         self.assertEqual(cost.padded_work(100, 0, 16), 100)
         self.assertEqual(cost.padded_work(100, 20, 1), 100)
+
+
+class TimingsFileTest(tf.test.TestCase):
+
+    def test_saved_timings_load_back_with_their_networks(self):
+        net = calibrate.network_models(1, seed=3, max_macs=5e7)[0]
+        networks = [{"model": net, "name": net.name, "input": list(net.input_shape[1:]), "precision": "int8",
+                     "measured_ms": 1.0, "spec": net.kerasnets_spec}]
+        samples = [{"kind": "add", "precision": "int8", "ops": 1, "work": 10, "bytes": 30, "ms": 0.002}]
+        path = self.get_temp_dir() + "/timings.json"
+        calibrate.save_timings(path, samples, {"int8": 0.001}, networks)
+        s, o, n = calibrate.load_timings(path)
+        self.assertEqual(s, samples)
+        self.assertEqual(o, {"int8": 0.001})
+        self.assertEqual(n[0]["model"].count_params(), net.count_params())
+        self.assertEqual(n[0]["measured_ms"], 1.0)
