@@ -53,45 +53,21 @@ def time_interpreter(interpreter, runs=20, warmup=3, min_seconds=0.0, max_runs=1
     return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": len(times)}
 
 
-def time_steady(interpreter, min_seconds=0.5, window=10, min_windows=20, warmup=3, quantile=10.0):
-    """Latency of ``interpreter.invoke()`` with the machine's neighbours quiet, in milliseconds.
-
-    On a shared VM a run is interrupted by slow periods lasting 0.1-1 s, in which a model
-    runs up to 2x slower (measured here: mobilenet_v2_035 float32, 96x96, 30 s of
-    10 ms windows: 0.53 ms most of the time, 0.6-1.1 ms in about a third of them), so a
-    median over one stretch depends on when it ran. This times windows of ``window``
-    invokes for at least ``min_seconds`` and ``min_windows`` windows and returns the
-    ``quantile``-th percentile of the window medians (``steady_ms``, the figure the
-    host-CPU fit and its validation use) beside the plain median of all invokes.
-    """
-    for _ in range(warmup):
-        interpreter.invoke()
-    medians, every = [], []
-    start = time.perf_counter()
-    while len(medians) < min_windows or time.perf_counter() - start < min_seconds:
-        times = []
-        for _ in range(window):
-            t0 = time.perf_counter()
-            interpreter.invoke()
-            times.append((time.perf_counter() - t0) * 1e3)
-        medians.append(statistics.median(times))
-        every.extend(times)
-    return {"steady_ms": float(np.percentile(medians, quantile)), "median_ms": statistics.median(every),
-            "min_ms": min(every), "runs": len(every), "windows": len(medians)}
-
-
 def time_model(model, threads=1, runs=20, warmup=3, min_seconds=0.0):
     """Load ``model`` (bytes or path) and time it; see :func:`time_interpreter`."""
     return time_interpreter(load(model, threads), runs=runs, warmup=warmup, min_seconds=min_seconds)
 
 
 def time_interleaved(interpreters, rounds=15, windows=3, window=10, warmup=3, quantile=10.0, log=None):
-    """Steady latency of many interpreters, timed in interleaved rounds (see :func:`time_steady`).
+    """Steady latency of many interpreters: the figure the host-CPU fit and its validation use.
 
-    Each round visits every interpreter for ``windows`` windows of ``window`` invokes, so
-    every model is sampled across the whole run rather than in one stretch that a slow
-    period of a shared machine may cover; returns ``{key: {"steady_ms", "median_ms"}}``
-    with the ``quantile``-th percentile of each one's window medians.
+    On a shared VM a run is interrupted by slow periods lasting 0.1-1 s, in which a model
+    runs up to 2x slower (measured here: mobilenet_v2_035 float32, 96x96, 30 s of
+    10 ms windows: 0.53 ms most of the time, 0.6-1.1 ms in about a third of them), so a
+    median over one stretch depends on when it ran. Each round visits every interpreter for
+    ``windows`` windows of ``window`` invokes, so every model is sampled across the whole
+    run; returns ``{key: {"steady_ms", "median_ms", "windows"}}`` with the
+    ``quantile``-th percentile of each one's window medians as ``steady_ms``.
     """
     interpreters = dict(interpreters)
     for it in interpreters.values():

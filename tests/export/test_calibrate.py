@@ -107,13 +107,10 @@ class FitTest(tf.test.TestCase):
         self.assertGreater(timing["median_ms"], 0)
         self.assertGreaterEqual(timing["runs"], 5)
 
-    def test_steady_and_interleaved_timing(self):
+    def test_interleaved_timing(self):
         small = calibrate._kernel_model((8, 8, 8), lambda x: L.Add()([x, x]), 0)
         big = calibrate._kernel_model((56, 56, 32), lambda x: calibrate._cbr(x, 64, 3, 1), 1)
         its = {n: litert_timing.load(calibrate._convert(m, "float32")) for n, m in (("small", small), ("big", big))}
-        steady = litert_timing.time_steady(its["big"], min_seconds=0.05, min_windows=5)
-        self.assertGreaterEqual(steady["windows"], 5)
-        self.assertLessEqual(steady["steady_ms"], steady["median_ms"] * 1.5)
         t = litert_timing.time_interleaved(its, rounds=3)
         self.assertEqual(t["big"]["windows"], 9)
         self.assertGreater(t["big"]["steady_ms"], 2 * t["small"]["steady_ms"])
