@@ -155,7 +155,7 @@ def _cbr(x, filters, k, s, groups=1):
     return L.ReLU(6.0)(x)
 
 
-def kernel_specs(quick=False, samples=24, seed=0):
+def kernel_specs(quick=False, samples=8, seed=0):
     """The kernels to time: ``(kind, input shape, builder)``: a fixed set covering every kind,
     plus ``samples`` random ones per compute kind (:func:`_sampled_kernel_specs`);
     ``quick`` keeps about a third of them."""
@@ -485,16 +485,21 @@ def save_timings(path, samples, overhead, networks, threads=1):
                                    "networks": nets}) + "\n")
 
 
-def load_timings(path):
-    """Read :func:`save_timings` output back as ``(samples, overhead, networks)``."""
+def load_timings(path, threads=None):
+    """Read :func:`save_timings` output back as ``(samples, overhead, networks)``; with
+    ``threads``, refuse timings measured with another thread count."""
     try:
         with open(path) as f:
             data = json.load(f)
         samples, overhead, nets = data["samples"], data["overhead_ms"], data["networks"]
+        saved_threads = data.get("threads", 1)
         networks = [dict(n, model=build_network(n["spec"], n["input"][0])) for n in nets]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"--samples={path} is not a timings file written by kerasnets-estimate --calibrate "
                          f"--samples ({type(e).__name__}: {e}); delete it or pass another path to measure again.")
+    if threads is not None and saved_threads != threads:
+        raise ValueError(f"--samples={path} was measured with {saved_threads} thread(s), not --threads={threads}; "
+                         f"pass --threads={saved_threads} or another --samples path to measure again.")
     return samples, overhead, networks
 
 

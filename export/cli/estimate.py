@@ -64,7 +64,7 @@ def _calibrate():
                                             "host_cpu.json")
     log = (lambda s: print(s, file=sys.stderr)) if not FLAGS.json else None
     if FLAGS.samples and os.path.exists(FLAGS.samples):
-        samples, overhead, networks = calibrate.load_timings(FLAGS.samples)
+        samples, overhead, networks = calibrate.load_timings(FLAGS.samples, threads=FLAGS.threads)
     else:
         samples, overhead, networks = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick, log=log)
         if FLAGS.samples:
