@@ -22,8 +22,13 @@ data:
 run: $(STAMP) data
 	$(VENV)/bin/kerasnets-run $(RUN_FLAGS)
 
+# One pytest process per test package: a single process over the whole suite accumulates
+# converter and interpreter state, and once died in a native crash (SIGSEGV) inside the
+# TFLite converter late in the run (CI, 2026-11-30) on a test that passes alone and in reruns.
+# Every package still runs; the target fails when any of them fails.
 test: $(STAMP) data
-	$(PY) -m pytest -q tests
+	@status=0; for pkg in $$(dirname tests/*/__init__.py); do \
+	  echo "== pytest $$pkg"; $(PY) -m pytest -q $$pkg || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
