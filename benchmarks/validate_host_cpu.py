@@ -1,7 +1,8 @@
 """Validation report of the host-CPU cost model: estimate vs LiteRT measurement, same run.
 
     .venv/bin/python benchmarks/validate_host_cpu.py [--profile=host_cpu] [--threads=1]
-        [--resolutions=96,128] [--precisions=int8,float32] [--models=a,b,...] [--out=runs/host_cpu_validation.json]
+        [--resolutions=96,128] [--precisions=int8,float32] [--models=a,b,...] [--repeats=1]
+        [--out=runs/host_cpu_validation.json]
 
 For one model per zoo family (or --models=all / a list) at two resolutions, in int8 and float32, converts the model
 with export.tflite.convert, loads every case, times them all in interleaved rounds in LiteRT (10th percentile of
@@ -27,6 +28,8 @@ DEFAULT_MODELS = ["mobilenet_v2_035", "mobilenet_v2_100", "axspine_middle", "shu
                   "shufflenet_v2_x1_0", "ghostnet_100", "repghostnet_100", "efficientnet_edgetpu_s",
                   "mobilenet_v3_large_100", "mobilenet_v3_small_100", "regnetx_002"]
 flags.DEFINE_list("models", DEFAULT_MODELS, "Models; 'all' for every zoo model (about 20 minutes on 2 cores).")
+flags.DEFINE_integer("repeats", 1, "Time the same loaded models this many times; passes after the first show how "
+                     "far the measurement itself moves within the run.", lower_bound=1)
 flags.DEFINE_string("out", "runs/host_cpu_validation.json", "Where to write the JSON report.")
 
 
@@ -36,7 +39,7 @@ def main(argv):
     models = None if FLAGS.models == ["all"] else FLAGS.models
     report = calibrate.validate_host_profile(FLAGS.profile, models=models,
                                              resolutions=[int(r) for r in FLAGS.resolutions],
-                                             precisions=FLAGS.precisions, threads=FLAGS.threads,
+                                             precisions=FLAGS.precisions, threads=FLAGS.threads, repeats=FLAGS.repeats,
                                              log=lambda s: print(s, file=sys.stderr, flush=True))
     atomic_write(FLAGS.out, json.dumps(report, indent=1) + "\n")
     print(calibrate.format_validation(report))

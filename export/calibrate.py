@@ -523,7 +523,7 @@ def _nnls_relative(features, targets):
 
 # Terms fitted for compute kernels (cost.CPU_TERMS); memory ops get fixed, per-MAC (elements) and per-byte.
 _COMPUTE_TERMS = ("per_mac_s", "per_in_byte_s", "per_out_byte_s", "per_param_byte_s", "per_group_s",
-                  "per_group_pixel_s")
+                  "per_group_pixel_s", "per_pixel_s")
 _MEMORY_TERMS = ("per_mac_s", "per_byte_s")
 _COMPUTE_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense")
 
@@ -692,11 +692,15 @@ def _breakdown(result):
 
 
 def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128), precisions=("int8", "float32"),
-                          threads=1, rounds=15, log=None):
+                          threads=1, rounds=15, repeats=1, log=None):
     """Estimate and measure zoo models in LiteRT in one run; returns the validation report dict.
 
     Every case is converted and loaded first and all are timed together in interleaved
     rounds (:func:`export.litert_timing.time_interleaved`), the measurement the fit uses.
+    With ``repeats`` > 1 the same loaded models are timed again that many times: the errors
+    are against the first pass, and ``summary["repeat"]`` says how far the later passes
+    land from it (the measurement's own spread within a run; separate runs of this VM spread
+    far more, see README).
     """
     import kerasnets
     profile = load_profile(profile)
@@ -713,7 +717,8 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
                 cases.append((name, res, precision, est, time.perf_counter() - t0))
         if log:
             log(f"converted {name} at {', '.join(map(str, resolutions))}")
-    timing = litert_timing.time_interleaved(interpreters, rounds=rounds, log=log)
+    passes = [litert_timing.time_interleaved(interpreters, rounds=rounds, log=log) for _ in range(max(repeats, 1))]
+    timing = passes[0]
     rows = []
     for i, (name, res, precision, est, seconds) in enumerate(cases):
         pred, measured = est["totals"]["latency_ms"], timing[i]["steady_ms"]
@@ -721,6 +726,8 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
                "median_ms": timing[i]["median_ms"], "error_pct": 100 * (pred / measured - 1),
                "windows": timing[i]["windows"], "macs": est["totals"]["macs"], "breakdown": _breakdown(est),
                "seconds": seconds}
+        if len(passes) > 1:
+            row["repeat_ms"] = [p[i]["steady_ms"] for p in passes[1:]]
         rows.append(row)
         if log:
             log(f"{name:26s} {res:4d} {precision:8s} predicted {pred:9.3f} ms measured "
@@ -737,6 +744,13 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
                                   "mean_abs_pct_error": float(np.mean(np.abs(e))),
                                   "spearman": _spearman([r["predicted_ms"] for r in sub],
                                                         [r["measured_ms"] for r in sub])}
+    if len(passes) > 1 and rows:
+        diff = np.array([100 * (m / r["measured_ms"] - 1) for r in rows for m in r["repeat_ms"]])
+        again = np.array([100 * (r["predicted_ms"] / m - 1) for r in rows for m in r["repeat_ms"]])
+        summary["repeat"] = {"passes": len(passes), "within_10pct": float(np.mean(np.abs(diff) <= 10)),
+                             "mean_abs_pct_diff": float(np.mean(np.abs(diff))),
+                             "estimate_within_10pct": float(np.mean(np.abs(again) <= 10)),
+                             "estimate_mean_abs_pct_error": float(np.mean(np.abs(again)))}
     worst = sorted(rows, key=lambda r: -abs(r["error_pct"]))[:5]
     for r in worst:
         r["reason"] = (f"{'over' if r['error_pct'] > 0 else 'under'}-predicted by {abs(r['error_pct']):.0f}%; "
@@ -757,6 +771,12 @@ def format_validation(report):
         if p in s:
             lines.append(f"  {p:8s} within +-10%: {s[p]['within_10pct']:.0%}  mean |error|: "
                          f"{s[p]['mean_abs_pct_error']:.1f}%  Spearman: {s[p]['spearman']:.3f}")
+    if "repeat" in s:
+        r = s["repeat"]
+        lines.append(f"same models timed again ({r['passes'] - 1} more pass(es)): within +-10% of the first pass: "
+                     f"{r['within_10pct']:.0%}, mean |difference| {r['mean_abs_pct_diff']:.1f}%; estimate against "
+                     f"the later pass(es): within +-10%: {r['estimate_within_10pct']:.0%}, mean |error| "
+                     f"{r['estimate_mean_abs_pct_error']:.1f}%")
     lines.append("worst five:")
     for r in report["worst"]:
         lines.append(f"  {r['model']} {r['input']}x{r['input']} {r['precision']}: predicted {r['predicted_ms']:.2f} ms, "

@@ -482,7 +482,8 @@ def cpu_predictor_kind(op):
 
 # The terms of a CPU predictor: coefficient name -> the feature of cpu_features it multiplies.
 CPU_TERMS = {"per_mac_s": "work", "per_byte_s": "bytes", "per_in_byte_s": "in_bytes", "per_out_byte_s": "out_bytes",
-             "per_param_byte_s": "param_bytes", "per_group_s": "groups", "per_group_pixel_s": "group_pixels"}
+             "per_param_byte_s": "param_bytes", "per_group_s": "groups", "per_group_pixel_s": "group_pixels",
+             "per_pixel_s": "pixels"}
 
 
 def gemm_channels(op):
@@ -509,7 +510,9 @@ def cpu_features(op, precision, align=1):
     ``out_bytes`` and ``param_bytes``, and ``groups`` (the group count of a grouped conv,
     else 0: each group is a separate GEMM) and ``group_pixels`` (groups times output pixels:
     XNNPACK's int8 grouped conv costs about 40 ns per group and output pixel here, whatever
-    the MACs); ``work`` counts output channels padded to ``align`` (the predictor's
+    the MACs), ``pixels`` (output pixels: per-pixel work of a kernel's loops and
+    requantization, which dominates int8 convs with few channels); ``work`` counts output
+    channels padded to ``align`` (the predictor's
     ``channel_align``), ``channels`` is what is padded (:func:`gemm_channels`)."""
     elem = ELEMENT_BYTES[precision]
     work = op.macs
@@ -523,7 +526,7 @@ def cpu_features(op, precision, align=1):
     pixels = int(np.prod(op.out_shape[:-1])) if op.out_shape else 0
     return {"work": padded_work(work, gemm_channels(op), align), "bytes": in_bytes + out_bytes + param_bytes,
             "in_bytes": in_bytes, "out_bytes": out_bytes, "param_bytes": param_bytes, "groups": groups,
-            "group_pixels": groups * pixels, "channels": gemm_channels(op)}
+            "group_pixels": groups * pixels, "pixels": pixels, "channels": gemm_channels(op)}
 
 
 # Features of the kernel regression that corrects a CPU predictor (log scale).
@@ -563,7 +566,8 @@ def _cpu_row(op, profile, precision, speed_factor):
     coef = table[used]
     feats = cpu_features(op, precision, coef.get("channel_align", 1))
     term = {name: coef.get(name, 0.0) * feats[f] for name, f in CPU_TERMS.items()}
-    parts = {"fixed": coef["fixed_s"] + term["per_group_s"] + term["per_group_pixel_s"], "compute": term["per_mac_s"],
+    parts = {"fixed": coef["fixed_s"] + term["per_group_s"] + term["per_group_pixel_s"] + term["per_pixel_s"],
+             "compute": term["per_mac_s"],
              "memory": term["per_byte_s"] + term["per_in_byte_s"] + term["per_out_byte_s"] + term["per_param_byte_s"]}
     extra = 0.0
     if op.kind == "group_conv" and op.form == "split" and "group_conv" not in table:

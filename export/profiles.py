@@ -44,7 +44,8 @@ CPU_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense", "add", "mult
              "shuffle", "max_pool", "avg_pool", "global_pool", "activation", "activation_hard_swish",
              "activation_hard_sigmoid", "activation_sigmoid", "softmax", "reshape")
 # Optional terms of a CPU predictor beside fixed_s, per_mac_s and per_byte_s (export.cost.CPU_TERMS).
-CPU_OPTIONAL_TERMS = ("per_in_byte_s", "per_out_byte_s", "per_param_byte_s", "per_group_s", "per_group_pixel_s")
+CPU_OPTIONAL_TERMS = ("per_in_byte_s", "per_out_byte_s", "per_param_byte_s", "per_group_s", "per_group_pixel_s",
+                      "per_pixel_s")
 CONSTRAINT_KEYS = {"kernel_sizes": int, "strides": int, "pool_sizes": int, "forms": str, "max_channels": int,
                    "modes": str}
 

@@ -4,7 +4,8 @@ Predicts how fast a zoo model runs on a hardware profile, layer by layer, with t
 for each layer's cost and where it runs (the partitioner's ``max_npu`` placement unless
 ``--policy`` says otherwise). ``--chart=FILE.png`` draws the per-layer cost.
 
-`kerasnets-estimate --calibrate [--threads=N] [--quick] [--profile_out=PATH] [--samples=PATH] [--validate]`
+`kerasnets-estimate --calibrate [--threads=N] [--quick] [--networks=16] [--profile_out=PATH] [--samples=PATH]
+[--validate]`
 micro-benchmarks kernels and random networks in LiteRT on this machine (about 10 minutes;
 ``--samples`` keeps the timings to refit from later), fits the ``host_cpu`` profile and
 writes it (default: $KERASNETS_PROFILE_DIR/host_cpu.json, else
@@ -37,6 +38,8 @@ flags.DEFINE_bool("calibrate", False, "Fit the host_cpu profile from LiteRT micr
 flags.DEFINE_bool("quick", False, "With --calibrate: a third of the kernels and networks (a few minutes).")
 flags.DEFINE_bool("validate", False, "With --calibrate: also run the validation report over the zoo.")
 flags.DEFINE_string("profile_out", None, "With --calibrate: where to write the fitted host_cpu profile.")
+flags.DEFINE_integer("networks", 16, "With --calibrate: how many random networks to time whole and to draw kernels "
+                     "from (about 40 s each on 2 cores).", lower_bound=3)
 flags.DEFINE_string("samples", None, "With --calibrate: read the timings from this file if it exists (refit without "
                     "measuring again), else measure and save them there.")
 
@@ -66,7 +69,8 @@ def _calibrate():
     if FLAGS.samples and os.path.exists(FLAGS.samples):
         samples, overhead, networks = calibrate.load_timings(FLAGS.samples, threads=FLAGS.threads)
     else:
-        samples, overhead, networks = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick, log=log)
+        samples, overhead, networks = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick,
+                                                                  networks=FLAGS.networks, log=log)
         if FLAGS.samples:
             calibrate.save_timings(FLAGS.samples, samples, overhead, networks, threads=FLAGS.threads)
     data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads, networks=networks)

@@ -63,14 +63,15 @@ class FitTest(tf.test.TestCase):
         samples = []
         for _ in range(12):
             f = {"work": rng.uniform(1e5, 1e8), "in_bytes": rng.uniform(1e3, 1e6), "out_bytes": rng.uniform(1e3, 1e6),
-                 "param_bytes": rng.uniform(1e2, 1e6), "groups": 0}
+                 "param_bytes": rng.uniform(1e2, 1e6), "groups": 0, "pixels": rng.uniform(1, 1e4)}
             f["bytes"] = f["in_bytes"] + f["out_bytes"] + f["param_bytes"]
-            ms = (1e-6 + 2e-11 * f["work"] + 3e-10 * f["in_bytes"] + 1e-10 * f["param_bytes"]) * 1e3
+            ms = 1e3 * (1e-6 + 2e-11 * f["work"] + 3e-10 * f["in_bytes"] + 1e-10 * f["param_bytes"]
+                        + 5e-9 * f["pixels"])
             samples.append(dict(kind="conv", precision="int8", ops=1, ms=ms, **f))
         samples.append(dict(kind="add", precision="int8", ops=1, ms=0.002, work=100, bytes=300))
         coef = calibrate.fit_host_profile(samples, {"int8": 0.0})["predictors"]["int8"]["conv"]
-        self.assertAllClose([coef["fixed_s"], coef["per_mac_s"], coef["per_in_byte_s"], coef["per_param_byte_s"]],
-                            [1e-6, 2e-11, 3e-10, 1e-10], rtol=1e-4)
+        self.assertAllClose([coef["fixed_s"], coef["per_mac_s"], coef["per_in_byte_s"], coef["per_param_byte_s"],
+                             coef["per_pixel_s"]], [1e-6, 2e-11, 3e-10, 1e-10, 5e-9], rtol=1e-4)
 
     def test_random_networks_are_seeded_and_bounded(self):
         a = calibrate.network_models(3, seed=5, max_macs=1e8)
@@ -114,6 +115,19 @@ class FitTest(tf.test.TestCase):
         t = litert_timing.time_interleaved(its, rounds=3)
         self.assertEqual(t["big"]["windows"], 9)
         self.assertGreater(t["big"]["steady_ms"], 2 * t["small"]["steady_ms"])
+
+    def test_validation_report_with_a_repeat_pass(self):
+        report = calibrate.validate_host_profile(models=["mobilenet_v2_035"], resolutions=(32,),
+                                                 precisions=("float32",), rounds=1, repeats=2)
+        (row,) = report["rows"]
+        self.assertLen(row["repeat_ms"], 1)
+        self.assertGreater(row["repeat_ms"][0], 0)
+        repeat = report["summary"]["repeat"]
+        self.assertEqual(repeat["passes"], 2)
+        diff = abs(100 * (row["repeat_ms"][0] / row["measured_ms"] - 1))
+        self.assertAllClose(repeat["mean_abs_pct_diff"], diff)
+        self.assertEqual(repeat["within_10pct"], float(diff <= 10))
+        self.assertIn("timed again", calibrate.format_validation(report))
 
 
 class ResidualTest(tf.test.TestCase):
