@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("profile", "host_cpu", "CPU profile to validate.")
@@ -37,8 +37,12 @@ def main(argv):
     from export import calibrate
     from export.tflite import atomic_write
     models = None if FLAGS.models == ["all"] else FLAGS.models
-    report = calibrate.validate_host_profile(FLAGS.profile, models=models,
-                                             resolutions=[int(r) for r in FLAGS.resolutions],
+    try:
+        resolutions = [int(r) for r in FLAGS.resolutions]
+    except ValueError:
+        raise ValueError(f"--resolutions={','.join(FLAGS.resolutions)} is not a list of pixel sizes; "
+                         f"pass whole numbers such as --resolutions=96,128.") from None
+    report = calibrate.validate_host_profile(FLAGS.profile, models=models, resolutions=resolutions,
                                              precisions=FLAGS.precisions, threads=FLAGS.threads, repeats=FLAGS.repeats,
                                              log=lambda s: print(s, file=sys.stderr, flush=True))
     atomic_write(FLAGS.out, json.dumps(report, indent=1) + "\n")
@@ -53,4 +57,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kerasnets.cli import run_main  # one-sentence errors, exit 2
+    run_main(main)

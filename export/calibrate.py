@@ -14,7 +14,8 @@
   single stretch of timing can land in a slow period and read up to 2x.
 * :func:`fit_host_profile` fits one predictor per kernel kind and precision,
   ``time = fixed_s + per_mac_s * MACs (output channels padded to the fitted
-  channel_align) + per-byte terms (+ per group and per group-pixel for grouped convs)``,
+  channel_align) + per-byte and per-output-pixel terms (+ per group and per group-pixel
+  for grouped convs)``,
   by non-negative least squares on relative error; a kernel-regression table corrects each
   near the measured kernels; and the whole networks fit the in-model context (a factor,
   a per-op and a per-parameter-byte term: kernels in a model are slower than alone).
@@ -558,8 +559,8 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
 
     Each kernel kind and precision gets ``time = fixed_s + sum(coefficient * feature)``,
     fitted by non-negative least squares on relative error: for compute kernels the
-    features are MACs, input, output and parameter bytes, the group count and groups x
-    output pixels; for memory ops elements and bytes. A kernel-regression table then
+    features are MACs, input, output and parameter bytes, output pixels, the group count
+    and groups x output pixels; for memory ops elements and bytes. A kernel-regression table then
     corrects each predictor near the measured kernels (:func:`_fit_residuals`). With
     ``networks`` (whole random networks timed in the same run) each precision also gets an
     in-model context (:func:`_fit_context`): kernels inside a model run slower than alone
@@ -682,6 +683,15 @@ def _spearman(a, b):
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _error_summary(predicted, measured):
+    """Share within +-10%, mean absolute % error and Spearman rank correlation of ``predicted``
+    against ``measured`` (sequences of the same length)."""
+    err = 100 * (np.asarray(predicted, float) / np.asarray(measured, float) - 1)
+    return {"count": len(err), "within_10pct": float(np.mean(np.abs(err) <= 10)) if len(err) else 0.0,
+            "mean_abs_pct_error": float(np.mean(np.abs(err))) if len(err) else 0.0,
+            "spearman": _spearman(predicted, measured)}
+
+
 def _breakdown(result):
     by = {}
     for r in result["layers"]:
@@ -703,6 +713,9 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
     far more, see README).
     """
     import kerasnets
+    for precision in precisions:
+        if precision not in ("int8", "float32"):
+            raise ValueError(f"precision {precision!r} is not validated; use int8 and/or float32.")
     profile = load_profile(profile)
     models = list(models or kerasnets.list_models())
     cases, interpreters = [], {}
@@ -732,25 +745,20 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
         if log:
             log(f"{name:26s} {res:4d} {precision:8s} predicted {pred:9.3f} ms measured "
                 f"{measured:9.3f} ms error {row['error_pct']:+6.1f}%")
-    err = np.array([r["error_pct"] for r in rows])
-    summary = {"count": len(rows), "within_10pct": float(np.mean(np.abs(err) <= 10)) if len(rows) else 0.0,
-               "mean_abs_pct_error": float(np.mean(np.abs(err))) if len(rows) else 0.0,
-               "spearman": _spearman([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])}
+    summary = _error_summary([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
     for precision in precisions:
         sub = [r for r in rows if r["precision"] == precision]
         if sub:
-            e = np.array([r["error_pct"] for r in sub])
-            summary[precision] = {"count": len(sub), "within_10pct": float(np.mean(np.abs(e) <= 10)),
-                                  "mean_abs_pct_error": float(np.mean(np.abs(e))),
-                                  "spearman": _spearman([r["predicted_ms"] for r in sub],
-                                                        [r["measured_ms"] for r in sub])}
+            summary[precision] = _error_summary([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub])
     if len(passes) > 1 and rows:
-        diff = np.array([100 * (m / r["measured_ms"] - 1) for r in rows for m in r["repeat_ms"]])
-        again = np.array([100 * (r["predicted_ms"] / m - 1) for r in rows for m in r["repeat_ms"]])
-        summary["repeat"] = {"passes": len(passes), "within_10pct": float(np.mean(np.abs(diff) <= 10)),
-                             "mean_abs_pct_diff": float(np.mean(np.abs(diff))),
-                             "estimate_within_10pct": float(np.mean(np.abs(again) <= 10)),
-                             "estimate_mean_abs_pct_error": float(np.mean(np.abs(again)))}
+        firsts = [r["measured_ms"] for r in rows for _ in r["repeat_ms"]]
+        again = [m for r in rows for m in r["repeat_ms"]]
+        spread = _error_summary(again, firsts)
+        estimate = _error_summary([r["predicted_ms"] for r in rows for _ in r["repeat_ms"]], again)
+        summary["repeat"] = {"passes": len(passes), "within_10pct": spread["within_10pct"],
+                             "mean_abs_pct_diff": spread["mean_abs_pct_error"],
+                             "estimate_within_10pct": estimate["within_10pct"],
+                             "estimate_mean_abs_pct_error": estimate["mean_abs_pct_error"]}
     worst = sorted(rows, key=lambda r: -abs(r["error_pct"]))[:5]
     for r in worst:
         r["reason"] = (f"{'over' if r['error_pct'] > 0 else 'under'}-predicted by {abs(r['error_pct']):.0f}%; "

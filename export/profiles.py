@@ -17,7 +17,7 @@ Two kinds of profile exist:
   ``host.profile``.
 * ``cpu`` profiles hold fitted predictors, one per kernel kind and precision:
   ``time = fixed_s + per_mac_s * MACs + per_byte_s * bytes`` plus optional terms per
-  input, output and parameter byte, per group and per group-pixel, a kernel-regression
+  input, output and parameter byte, per output pixel, per group and per group-pixel, a kernel-regression
   table correcting each predictor near measured kernels (``residuals``), and per precision
   an optional in-model context (``context_factor``, ``context_per_op_s`` and
   ``context_per_param_byte_s``: kernels inside a whole model against the same kernels
