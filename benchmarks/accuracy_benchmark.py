@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 flags.DEFINE_list("models", ["mobilenet_v2_100", "axspine_small", "repghostnet_050", "shufflenet_v2_x0_5"],
                   "Zoo models.")
@@ -57,4 +57,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kerasnets.cli import run_main  # one-sentence errors, exit 2
+    run_main(main)

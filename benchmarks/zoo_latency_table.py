@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("profiles", ["edgetpu_usb", "edgetpu_devboard", "m55h", "gyrfalcon", "host_cpu"], "Profiles.")
@@ -37,4 +37,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kerasnets.cli import run_main  # one-sentence errors, exit 2
+    run_main(main)

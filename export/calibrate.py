@@ -344,39 +344,16 @@ def _kernel_model(shape, body, index):
 
 
 def _convert(model, precision, calibration=4):
+    """A kernel to TFLite at batch 1: float32, or full-integer int8 calibrated on random data."""
     from export import tflite
-    if len(model.inputs) > 1:
-        return _convert_multi_input(model, precision, calibration)
-    shape = tuple(model.input_shape[1:])
-    images = np.random.default_rng(0).uniform(-1, 1, (calibration,) + shape).astype(np.float32)
-    if precision == "int8":
-        return tflite.convert(model, "int8", representative_data=images, calibration_count=calibration)
-    return tflite.convert(model, precision)
-
-
-def _convert_multi_input(model, precision, calibration):
-    """A kernel with several inputs (an add, a concat, a squeeze-excite multiply) to TFLite at
-    batch 1; export.tflite.convert takes single-input models only, and kernels need no more
-    than float32 or full-integer int8 with random calibration data."""
-    import kerasnets
-    from kerasnets.backend import tf
-    model = kerasnets.deploy(model)
-    specs = [tf.TensorSpec((1,) + tuple(t.shape[1:]), t.dtype) for t in model.inputs]
-    fn = tf.function(lambda *xs: model(list(xs), training=False))
-    concrete = fn.get_concrete_function(*specs)
-    holder = tf.Module()
-    holder.serve, holder.variables_ = fn, list(model.variables)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
-    if precision == "int8":
-        rng = np.random.default_rng(0)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [rng.uniform(-1, 1, spec.shape).astype(np.float32) for spec in specs] for _ in range(calibration))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-    elif precision != "float32":
+    if precision not in ("int8", "float32"):
         raise ValueError(f"precision {precision!r} is not timed by the calibration; use int8 or float32.")
-    return converter.convert()
+    if precision == "float32":
+        return tflite.convert(model, precision)
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(-1, 1, (calibration,) + tuple(t.shape[1:])).astype(np.float32) for t in model.inputs]
+    return tflite.convert(model, "int8", representative_data=images[0] if len(images) == 1 else images,
+                          calibration_count=calibration)
 
 
 def network_kernels(model):

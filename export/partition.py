@@ -400,28 +400,14 @@ def run_parts_keras(parts, images):
 def _convert_part(part, mode, rep_inputs):
     """TFLite bytes for one part, and how its signature names map to tensor names."""
     from export import tflite
-    sub = part["model"]
+    feed = rep_inputs[0] if len(rep_inputs) == 1 else list(rep_inputs)
+    content = tflite.convert(part["model"], mode, representative_data=feed if mode == "int8" else None,
+                             calibration_count=len(rep_inputs[0]) if mode == "int8" else 100)
     if len(part["inputs"]) == 1:
-        content = tflite.convert(sub, mode, representative_data=rep_inputs[0] if mode == "int8" else None,
-                                 calibration_count=len(rep_inputs[0]) if mode == "int8" else 100)
-        return content, {"x": part["inputs"][0]}, {f"output_{k}": n for k, n in enumerate(part["outputs"])}
-    # Several boundary tensors: export.tflite.convert takes one input, so convert here.
-    import kerasnets
-    deployed = kerasnets.deploy(sub)
-    converter = tf.lite.TFLiteConverter.from_keras_model(deployed)
-    if mode == "int8":
-        def gen():
-            for k in range(len(rep_inputs[0])):
-                yield [r[k:k + 1].astype(np.float32) for r in rep_inputs]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = gen
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    content = converter.convert()
-    in_names = {x.name.split(":")[0]: n for x, n in zip(deployed.inputs, part["inputs"])}
-    out_names = {o.name.split("/")[0]: n for o, n in zip(deployed.outputs, part["outputs"])}
-    return content, in_names, out_names
+        sig_in = {"x": part["inputs"][0]}
+    else:
+        sig_in = {f"input_{k}": n for k, n in enumerate(part["inputs"])}
+    return content, sig_in, {f"output_{k}": n for k, n in enumerate(part["outputs"])}
 
 
 def export_partition(model, plan, out_dir, images, calibration_count=32, command=None):

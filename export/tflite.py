@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 
 import kerasnets
-from kerasnets.backend import keras, tf
+from kerasnets.backend import tf
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("float32", "int8", "uint8")
@@ -23,11 +23,8 @@ def _is_quantize_wrapped(model):
     return any(type(l).__name__.startswith("QuantizeWrapper") for l in model.layers)
 
 
-def _representative(data, input_shape, count):
-    """A converter representative dataset from an iterable of images or batches."""
-    if data is None:
-        raise ExportError("int8 conversion needs calibration images; pass representative_data "
-                          "(real training images, or an iterable of (H, W, C) arrays).")
+def _images(data, input_shape, count):
+    """The first ``count`` images of an iterable of images or batches, checked."""
     samples = []
     for item in data:
         arr = np.asarray(item[0] if isinstance(item, (tuple, list)) else item, dtype=np.float32)
@@ -43,10 +40,36 @@ def _representative(data, input_shape, count):
     if len(samples) < count:
         raise ExportError(f"calibration data gave {len(samples)} images but {count} were asked; "
                           "provide more images or lower the calibration count.")
+    return samples
+
+
+def _representative(data, input_shapes, count):
+    """A converter representative dataset: for one input an iterable of images or batches; for
+    several, a list with one (N, ...) array per model input, in the model's input order."""
+    if data is None:
+        raise ExportError("int8 conversion needs calibration images; pass representative_data "
+                          "(real training images, or an iterable of (H, W, C) arrays).")
+    if len(input_shapes) == 1:
+        samples = [[image] for image in _images(data, input_shapes[0], count)]
+    else:
+        if not isinstance(data, (list, tuple)) or len(data) != len(input_shapes):
+            raise ExportError(f"the model has {len(input_shapes)} inputs; pass representative_data as a list of "
+                              f"{len(input_shapes)} arrays, one (N, ...) batch per input in input order.")
+        per_input = []
+        for k, (arr, shape) in enumerate(zip(data, input_shapes)):
+            arr = np.asarray(arr, dtype=np.float32)
+            if arr.size % max(1, int(np.prod(shape))):
+                raise ExportError(f"representative_data[{k}] has shape {arr.shape}, which does not fit input {k} "
+                                  f"of shape {shape}; pass an (N,) + {shape} batch for it.")
+            per_input.append(_images([arr], shape, count))
+        samples = [list(s) for s in zip(*per_input)]
 
     def generator():
-        for image in samples:
-            yield [image[None]]
+        for sample in samples:
+            if len(sample) == 1:
+                yield [sample[0][None]]
+            else:  # by signature name: the converter's own input order need not be the model's
+                yield {f"input_{k}": x[None] for k, x in enumerate(sample)}
     return generator
 
 
@@ -54,11 +77,15 @@ def convert(model, mode="float32", representative_data=None, calibration_count=1
             per_channel=True, deploy=True):
     """Convert a Keras model to a TFLite flatbuffer (bytes), at batch 1 with static shapes.
 
+    The artifact's signature names its inputs ``x`` (one input) or ``input_0``, ``input_1``...
+    (several, in the model's input order) and its outputs ``output_0``, ``output_1``...
+
     Args:
       model: a float, deployed or QAT (tfmot) Keras model.
       mode: ``float32``, ``float16``, ``dynamic`` (int8 weights, float activations) or
         ``int8`` (full integer; needs ``representative_data`` unless the model is QAT).
-      representative_data: iterable of images (H, W, C) or batches for int8 calibration.
+      representative_data: int8 calibration data: an iterable of images (H, W, C) or batches;
+        for a model with several inputs, a list with one (N, ...) batch per input.
       calibration_count: how many images calibration uses.
       io_type: input/output type of an int8 model: ``int8`` (default), ``uint8`` or
         ``float32`` (adds QUANTIZE/DEQUANTIZE at the edges, to run on a CPU).
@@ -74,11 +101,18 @@ def convert(model, mode="float32", representative_data=None, calibration_count=1
     qat = _is_quantize_wrapped(model)
     if deploy and not qat:
         model = kerasnets.deploy(model)
-    shape = tuple(model.input_shape[1:])
-    if any(d is None for d in shape):
-        raise ExportError(f"model input shape {shape} is not static; build the model with a fixed input_shape.")
-    fn = tf.function(lambda x: model(x, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec((1,) + shape, model.inputs[0].dtype))
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    for shape in shapes:
+        if any(d is None for d in shape):
+            raise ExportError(f"model input shape {shape} is not static; build the model with a fixed input_shape.")
+    # Signature inputs: ``x`` for one input, ``input_0``, ``input_1``... (model input order) for several.
+    if len(shapes) == 1:
+        fn = tf.function(lambda x: model(x, training=False))
+        specs = [tf.TensorSpec((1,) + shapes[0], model.inputs[0].dtype)]
+    else:
+        fn = tf.function(lambda *xs: model(list(xs), training=False))
+        specs = [tf.TensorSpec((1,) + s, t.dtype, name=f"input_{k}") for k, (s, t) in enumerate(zip(shapes, model.inputs))]
+    concrete = fn.get_concrete_function(*specs)
     # The converter saves its trackable object as a SavedModel first (that gives the artifact
     # its signature). Saving the Keras model traces every layer's call for serving, 10-25x
     # slower than the conversion itself; a bare module holding the function and the
@@ -94,7 +128,7 @@ def convert(model, mode="float32", representative_data=None, calibration_count=1
     elif mode == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if not qat or representative_data is not None:
-            converter.representative_dataset = _representative(representative_data, shape, calibration_count)
+            converter.representative_dataset = _representative(representative_data, shapes, calibration_count)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
         converter.inference_input_type = dtype

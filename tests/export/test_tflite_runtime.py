@@ -84,6 +84,35 @@ class ConversionTest(tf.test.TestCase):
         with self.assertRaisesRegex(tflite.ExportError, "NaN or Inf"):
             tflite.convert(self.model, "int8", representative_data=bad, calibration_count=4)
 
+    def test_several_inputs_are_calibrated_each_by_signature_name(self):
+        a, b = keras.Input((4, 4, 8), name="a"), keras.Input((2, 2, 3), name="b")
+        model = keras.Model([a, b], [L.Conv2D(4, 1, name="ca")(a), L.Conv2D(5, 1, name="cb")(b)])
+        rng = np.random.default_rng(0)
+        data = [rng.uniform(-1, 1, (8, 4, 4, 8)).astype("float32"), rng.uniform(-50, 50, (8, 2, 2, 3)).astype("float32")]
+        content = tflite.convert(model, "int8", representative_data=data, calibration_count=8)
+        runner = runtime.load_interpreter(content, probe=False).get_signature_runner()
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        self.assertEqual(sorted(inputs), ["input_0", "input_1"])
+        self.assertEqual(sorted(outputs), ["output_0", "output_1"])
+        # Each input's scale spans its own calibration range (fed swapped, the shapes would not even fit).
+        for k, x in enumerate(data):
+            self.assertAllClose(inputs[f"input_{k}"]["quantization"][0], (x.max() - x.min()) / 255, rtol=0.02)
+        feed = {}
+        for k, x in enumerate(data):
+            scale, zero = inputs[f"input_{k}"]["quantization"]
+            feed[f"input_{k}"] = np.clip(np.round(x[:1] / scale + zero), -128, 127).astype(np.int8)
+        got = runner(**feed)
+        for k, want in enumerate(model([d[:1] for d in data])):
+            scale, zero = outputs[f"output_{k}"]["quantization"]
+            self.assertAllClose((got[f"output_{k}"].astype(np.float32) - zero) * scale, want,
+                                atol=0.05 * float(np.abs(want).max()) + 1e-3)
+        with self.assertRaisesRegex(tflite.ExportError, "has 2 inputs; pass representative_data as a list of 2"):
+            tflite.convert(model, "int8", representative_data=data[:1], calibration_count=8)
+        with self.assertRaisesRegex(tflite.ExportError, r"representative_data\[1\] has shape \(8, 4, 4, 8\)"):
+            tflite.convert(model, "int8", representative_data=[data[0], data[0]], calibration_count=8)
+        with self.assertRaisesRegex(tflite.ExportError, "gave 2 images but 8 were asked"):
+            tflite.convert(model, "int8", representative_data=[data[0], data[1][:2]], calibration_count=8)
+
     def test_write_artifact_is_atomic_with_manifest(self):
         folder = tempfile.mkdtemp()
         path = os.path.join(folder, "m.tflite")
