@@ -19,7 +19,9 @@ flags.DEFINE_list("profiles", ["edgetpu_usb", "edgetpu_devboard", "m55h", "gyrfa
 
 def main(argv):
     import kerasnets
-    from export import cost
+    from export import cost, profiles
+    for p in FLAGS.profiles:  # refuse a bad profile before the table starts
+        profiles.load_profile(p)
     print("| model | input | GMACs | " + " | ".join(f"{p} ms" for p in FLAGS.profiles) + " |")
     print("|---|---|---|" + "---|" * len(FLAGS.profiles))
     for name in kerasnets.list_models():
