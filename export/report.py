@@ -115,10 +115,14 @@ def render_markdown(summary):
     lines += ["", f"int8 speed-up over float32 on the host: {bench['int8_speedup']:.2f}x. Keras float top-1: "
               f"{_pct(s['accuracy_keras_float'])}. The partitioned pair runs both parts on the host here; "
               "on the device the first part runs on the NPU.", "",
-              "## Verification against Keras", "", "| artifact | samples | max abs error | top-1 agreement | passed |",
-              "|---|---|---|---|---|"]
+              "## Verification against Keras", "",
+              "| artifact | samples | max abs error | within limit (limit, required) | top-1 agreement | passed |",
+              "|---|---|---|---|---|---|"]
     for k, v in s["verification"].items():
-        lines.append(f"| {k} | {v['samples']} | {v['max_abs_error']:.4g} | {v['top1_agreement']:.3f} | "
+        t = v["tolerance"]
+        within = (f"{v['within_error_share']:.0%} ({t['max_abs_error']:g}, {t['within_error_share']:.0%})"
+                  if "within_error_share" in v else "-")  # runs made before the share was recorded
+        lines.append(f"| {k} | {v['samples']} | {v['max_abs_error']:.4g} | {within} | {v['top1_agreement']:.3f} | "
                      f"{'yes' if v['passed'] else 'NO'} |")
     lines += ["", "## Estimated latency per hardware profile", "",
               "From `export.cost` (the profiles in `export/profiles/`); the whole model, `max_npu` placement.", "",

@@ -168,8 +168,13 @@ def run_batch(interpreter, images):
     return np.stack(results)
 
 
-# Per-mode tolerances: max |keras - tflite| over the outputs, and minimum top-1 agreement.
-TOLERANCES = {"float32": (1e-4, 1.0), "float16": (2e-2, 0.98), "dynamic": (0.1, 0.9), "int8": (0.25, 0.85)}
+# Per-mode tolerances: (error limit on a sample's max |keras - tflite|, minimum top-1 agreement,
+# minimum share of samples within the error limit). Float artifacts must hold every sample to
+# the limit. A quantized one may exceed it on a few samples: where a model is unsure, an output
+# swings with quantization noise, so a single sample says little; systematic errors (a wrong
+# scale, a broken op, clipping calibration) move most samples and still fail.
+TOLERANCES = {"float32": (1e-4, 1.0, 1.0), "float16": (2e-2, 0.98, 1.0), "dynamic": (0.1, 0.9, 0.95),
+              "int8": (0.25, 0.85, 0.9)}
 
 
 def top1_agreement(expected, got, resolution=0.0):
@@ -186,15 +191,58 @@ def top1_agreement(expected, got, resolution=0.0):
     return float(np.mean(margin <= max(float(resolution), 1e-5)))
 
 
+def _limits(mode, tolerances):
+    if mode not in TOLERANCES and tolerances is None:
+        raise ValueError(f"mode {mode!r} has no tolerance; use one of {sorted(TOLERANCES)} or pass tolerances.")
+    limits = tuple(tolerances or TOLERANCES[mode])
+    if len(limits) not in (2, 3):
+        raise ValueError(f"tolerances {limits} are not (max abs error, min top-1 agreement[, min share within]).")
+    return limits if len(limits) == 3 else limits + (1.0,)
+
+
+def compare_outputs(expected, got, mode, resolution=0.0, tolerances=None, what=None):
+    """Compare an artifact's outputs with the reference outputs under ``mode``'s tolerance.
+
+    Returns ``{"mode", "samples", "max_abs_error", "mean_abs_error", "within_error_share",
+    "top1_agreement", "tolerance", "passed"}``; the errors are per sample (max over its
+    outputs), ``within_error_share`` the share of samples within the error limit.
+    ``tolerances`` overrides the mode's ``(error limit, min agreement[, min share within])``.
+    """
+    max_err, min_agree, min_within = _limits(mode, tolerances)
+    expected = np.asarray(expected, np.float32).reshape(len(expected), -1)
+    got = np.asarray(got, np.float32).reshape(len(got), -1)
+    if expected.shape != got.shape:
+        raise VerificationError(f"{what or mode + ' artifact'} output shape {got.shape} differs from the "
+                                f"reference {expected.shape}.")
+    per_sample = np.abs(expected - got).max(axis=1)
+    within = float(np.mean(per_sample <= max_err))
+    agree = top1_agreement(expected, got, resolution)
+    return {"mode": mode, "samples": int(len(expected)), "max_abs_error": float(per_sample.max()),
+            "mean_abs_error": float(per_sample.mean()), "within_error_share": within, "top1_agreement": agree,
+            "tolerance": {"max_abs_error": max_err, "top1_agreement": min_agree, "within_error_share": min_within},
+            "passed": within >= min_within and agree >= min_agree}
+
+
+def check_outputs(expected, got, mode, resolution=0.0, tolerances=None, what=None, raise_on_failure=True):
+    """:func:`compare_outputs`, raising :class:`VerificationError` (naming ``what``) when it fails."""
+    report = compare_outputs(expected, got, mode, resolution, tolerances, what)
+    if raise_on_failure and not report["passed"]:
+        t = report["tolerance"]
+        raise VerificationError(
+            f"{what or mode + ' artifact'} disagrees with Keras: {report['within_error_share']:.0%} of "
+            f"{report['samples']} samples within max abs error {t['max_abs_error']} (minimum "
+            f"{t['within_error_share']:.0%}; worst {report['max_abs_error']:.3g}), top-1 agreement "
+            f"{report['top1_agreement']:.3f} (minimum {t['top1_agreement']}).")
+    return report
+
+
 def verify(keras_model, artifact, images, mode, tolerances=None, raise_on_failure=True):
     """Run ``images`` through the Keras model and the TFLite artifact and compare.
 
-    Returns ``{"mode", "samples", "max_abs_error", "top1_agreement", "tolerance", "passed"}``
-    and raises :class:`VerificationError` outside the mode's tolerance (unless told not to).
+    Returns :func:`compare_outputs`' report and raises :class:`VerificationError` outside the
+    mode's tolerance (unless told not to).
     """
-    if mode not in TOLERANCES and tolerances is None:
-        raise ValueError(f"mode {mode!r} has no tolerance; use one of {sorted(TOLERANCES)} or pass tolerances.")
-    max_err, min_agree = tolerances or TOLERANCES[mode]
+    _limits(mode, tolerances)  # an unknown mode is refused before any inference
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"verification images have shape {images.shape}; pass a non-empty (N, H, W, C) batch.")
@@ -203,17 +251,9 @@ def verify(keras_model, artifact, images, mode, tolerances=None, raise_on_failur
     got = run_batch(interpreter, images)
     if expected.shape != got.shape:
         raise VerificationError(f"TFLite output shape {got.shape} differs from Keras {expected.shape}.")
-    err = float(np.abs(expected - got).max())
     out = interpreter.get_output_details()[0]
     resolution = float(out["quantization"][0]) if out["dtype"] in (np.int8, np.uint8) else 0.0
-    agree = top1_agreement(expected, got, resolution)
-    report = {"mode": mode, "samples": int(len(images)), "max_abs_error": err, "top1_agreement": agree,
-              "tolerance": {"max_abs_error": max_err, "top1_agreement": min_agree},
-              "passed": err <= max_err and agree >= min_agree}
-    if raise_on_failure and not report["passed"]:
-        raise VerificationError(f"{mode} artifact disagrees with Keras: max abs error {err:.3g} (limit {max_err}), "
-                                f"top-1 agreement {agree:.3f} (minimum {min_agree}) over {len(images)} samples.")
-    return report
+    return check_outputs(expected, got, mode, resolution, tolerances, raise_on_failure=raise_on_failure)
 
 
 def _random_input(detail, rng):

@@ -280,18 +280,9 @@ def _verify(run):
     runner = partition.ChainedRunner(run.path("partitioned"), threads=c.threads)
     parts = partition.split_model(run.partition_model(), _plan_parts(run))
     expected = partition.run_parts_keras(parts, sample)
-    got = runner(sample)
-    agree = runtime.top1_agreement(expected, got)
-    err = float(np.abs(expected - got).max())
-    limit_err, limit_agree = runtime.TOLERANCES["int8"]
-    check = {"mode": "partitioned (int8 NPU part + float32 CPU part)", "samples": int(len(sample)),
-             "max_abs_error": err, "top1_agreement": agree,
-             "tolerance": {"max_abs_error": limit_err, "top1_agreement": limit_agree},
-             "passed": err <= limit_err and agree >= limit_agree}
-    if not check["passed"]:
-        raise runtime.VerificationError(f"the partitioned pair disagrees with its Keras parts: max abs error "
-                                        f"{err:.3g} (limit {limit_err}), top-1 agreement {agree:.3f} "
-                                        f"(minimum {limit_agree}).")
+    check = runtime.check_outputs(expected, runner(sample), "int8",
+                                  what="the partitioned pair (int8 NPU part + float32 CPU part)")
+    check["mode"] = "partitioned (int8 NPU part + float32 CPU part)"
     result["checks"]["partitioned"] = check
     run.log(f"  partitioned: top-1 over {len(x)} test images")
     result["accuracy"]["partitioned"] = _top1(runner(x), labels)

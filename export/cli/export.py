@@ -51,7 +51,8 @@ def main(argv):
         print_json({"out": FLAGS.out, "manifest": manifest})
     else:
         print(f"wrote {FLAGS.out} ({manifest['size_bytes']} bytes, sha256 {manifest['sha256'][:12]}); "
-              f"verified on {report['samples']} images: max abs error {report['max_abs_error']:.3g}, "
+              f"verified on {report['samples']} images: max abs error {report['max_abs_error']:.3g} "
+              f"({report['within_error_share']:.0%} of images within {report['tolerance']['max_abs_error']:g}), "
               f"top-1 agreement {report['top1_agreement']:.3f}")
     return 0
 

@@ -128,6 +128,44 @@ class ConversionTest(tf.test.TestCase):
         self.assertEqual(on_disk["versions"]["tensorflow"], "2.21.0")
 
 
+class ToleranceTest(tf.test.TestCase):
+    """The per-mode criterion on outputs alone (no conversion): limit, share within it, agreement."""
+
+    def _outputs(self, swung):
+        # 20 two-class samples, confidently class 0 except where noted; ``swung`` of them lose 0.4 of
+        # their class-0 probability to quantization noise without changing their top-1 class.
+        expected = np.tile(np.array([[0.9, 0.1]], np.float32), (20, 1))
+        got = expected + np.float32(0.01)
+        got[:swung] = [0.5, 0.45]
+        return expected, got
+
+    def test_a_few_swung_samples_pass_int8_but_not_float32(self):
+        expected, got = self._outputs(swung=2)
+        report = runtime.check_outputs(expected, got, "int8")
+        self.assertAllClose(report["max_abs_error"], 0.4)
+        self.assertAllClose(report["within_error_share"], 0.9)
+        self.assertEqual(report["top1_agreement"], 1.0)
+        self.assertTrue(report["passed"])
+        with self.assertRaisesRegex(runtime.VerificationError, "float32 artifact disagrees with Keras: 0% of 20"):
+            runtime.check_outputs(expected, got, "float32")
+
+    def test_systematic_error_fails_int8_with_the_figures_named(self):
+        expected, got = self._outputs(swung=3)  # 85% within: below int8's 90%
+        with self.assertRaisesRegex(runtime.VerificationError,
+                                    r"the pair disagrees with Keras: 85% of 20 samples within max abs error 0.25 "
+                                    r"\(minimum 90%; worst 0.4\), top-1 agreement 1.000"):
+            runtime.check_outputs(expected, got, "int8", what="the pair")
+        flipped = expected[:, ::-1]  # every sample's class flipped: agreement 0
+        report = runtime.check_outputs(expected, flipped, "int8", raise_on_failure=False)
+        self.assertEqual(report["top1_agreement"], 0.0)
+        self.assertFalse(report["passed"])
+        self.assertTrue(runtime.check_outputs(expected, got, "int8", tolerances=(0.5, 0.85))["passed"])
+        with self.assertRaisesRegex(ValueError, "mode 'int4' has no tolerance"):
+            runtime.check_outputs(expected, got, "int4")
+        with self.assertRaisesRegex(runtime.VerificationError, r"output shape \(20, 3\) differs"):
+            runtime.check_outputs(expected, np.zeros((20, 3)), "int8")
+
+
 class CorruptFilesTest(tf.test.TestCase):
 
     @classmethod
