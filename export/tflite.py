@@ -111,7 +111,8 @@ def convert(model, mode="float32", representative_data=None, calibration_count=1
         specs = [tf.TensorSpec((1,) + shapes[0], model.inputs[0].dtype)]
     else:
         fn = tf.function(lambda *xs: model(list(xs), training=False))
-        specs = [tf.TensorSpec((1,) + s, t.dtype, name=f"input_{k}") for k, (s, t) in enumerate(zip(shapes, model.inputs))]
+        specs = [tf.TensorSpec((1,) + s, t.dtype, name=f"input_{k}")
+                 for k, (s, t) in enumerate(zip(shapes, model.inputs))]
     concrete = fn.get_concrete_function(*specs)
     # The converter saves its trackable object as a SavedModel first (that gives the artifact
     # its signature). Saving the Keras model traces every layer's call for serving, 10-25x
