@@ -29,22 +29,23 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     from pipelines import benchmark, data
-    from pipelines.cli import fail, user_errors
+    # A bad flag, model or dataset raises a ValueError: run_main prints it as one sentence, exit 2.
     try:
         overrides = json.loads(FLAGS.width_overrides)
-        tr, va = data.load_fashion_mnist("train"), data.load_fashion_mnist("test")
-        if FLAGS.train_subset:
-            tr = tr.take(FLAGS.train_subset, seed=0)
-        if FLAGS.val_subset:
-            va = va.take(FLAGS.val_subset)
-        rows = []
-        for name in FLAGS.models:
-            rows.append(benchmark.benchmark_model(
-                name, tr, va, FLAGS.output_dir, FLAGS.input_size, FLAGS.epochs, FLAGS.qat_epochs, FLAGS.batch_size,
-                FLAGS.learning_rate, FLAGS.calibration_count, overrides.get(name)))
-            print(json.dumps(rows[-1]), flush=True)
-    except (ValueError,) + user_errors() as e:
-        fail(str(e))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--width_overrides={FLAGS.width_overrides!r} is not JSON ({e.msg}); pass an object such as "
+                         """'{"axspine_small": {"group_conv": "split"}}'.""") from None
+    tr, va = data.load_fashion_mnist("train"), data.load_fashion_mnist("test")
+    if FLAGS.train_subset:
+        tr = tr.take(FLAGS.train_subset, seed=0)
+    if FLAGS.val_subset:
+        va = va.take(FLAGS.val_subset)
+    rows = []
+    for name in FLAGS.models:
+        rows.append(benchmark.benchmark_model(
+            name, tr, va, FLAGS.output_dir, FLAGS.input_size, FLAGS.epochs, FLAGS.qat_epochs, FLAGS.batch_size,
+            FLAGS.learning_rate, FLAGS.calibration_count, overrides.get(name)))
+        print(json.dumps(rows[-1]), flush=True)
     header = benchmark.describe({"input_size": FLAGS.input_size, "train": len(tr), "val": len(va),
                                  "epochs": FLAGS.epochs, "qat_epochs": FLAGS.qat_epochs,
                                  "calibration": FLAGS.calibration_count})

@@ -20,8 +20,7 @@ flags.DEFINE_list("profiles", ["edgetpu_usb", "edgetpu_devboard", "m55h", "gyrfa
 def main(argv):
     import kerasnets
     from export import cost, profiles
-    for p in FLAGS.profiles:  # refuse a bad profile before the table starts
-        profiles.load_profile(p)
+    loaded = {p: profiles.load_profile(p) for p in FLAGS.profiles}  # a bad one is refused before the table
     print("| model | input | GMACs | " + " | ".join(f"{p} ms" for p in FLAGS.profiles) + " |")
     print("|---|---|---|" + "---|" * len(FLAGS.profiles))
     for name in kerasnets.list_models():
@@ -29,7 +28,7 @@ def main(argv):
         graph = cost.analyze(kerasnets.get_model(name))
         cells = []
         for p in FLAGS.profiles:
-            r = cost.estimate(graph, p)
+            r = cost.estimate(graph, loaded[p])
             t = r["totals"]
             cpu = sum(1 for x in r["layers"] if x["placement"] == "cpu" and x["latency_ms"] > 0)
             note = f" ({cpu} cpu)" if cpu and p != "host_cpu" else ""

@@ -343,17 +343,23 @@ def _kernel_model(shape, body, index):
     return randomize_batch_norm(model, seed=index, beta_std=0.3, mean_std=0.1)
 
 
+TIMED_PRECISIONS = ("int8", "float32")
+
+
+def _check_precision(precision):
+    if precision not in TIMED_PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not timed on the host CPU; use int8 and/or float32.")
+
+
 def _convert(model, precision, calibration=4):
     """A kernel to TFLite at batch 1: float32, or full-integer int8 calibrated on random data."""
     from export import tflite
-    if precision not in ("int8", "float32"):
-        raise ValueError(f"precision {precision!r} is not timed by the calibration; use int8 or float32.")
+    _check_precision(precision)
     if precision == "float32":
         return tflite.convert(model, precision)
     rng = np.random.default_rng(0)
     images = [rng.uniform(-1, 1, (calibration,) + tuple(t.shape[1:])).astype(np.float32) for t in model.inputs]
-    return tflite.convert(model, "int8", representative_data=images[0] if len(images) == 1 else images,
-                          calibration_count=calibration)
+    return tflite.convert(model, "int8", representative_data=images, calibration_count=calibration)
 
 
 def network_kernels(model):
@@ -691,8 +697,7 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
     """
     import kerasnets
     for precision in precisions:
-        if precision not in ("int8", "float32"):
-            raise ValueError(f"precision {precision!r} is not validated; use int8 and/or float32.")
+        _check_precision(precision)
     profile = load_profile(profile)
     models = list(models or kerasnets.list_models())
     cases, interpreters = [], {}

@@ -641,8 +641,6 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
     cache = {"used": 0, "streamed": 0}
     rows = []
     place_of = {}
-    prev_device = "host"
-    segments = 0
     link = {"bytes": 0}
     for op in graph.ops:
         head = graph.head_of(op)

@@ -30,7 +30,7 @@ import numpy as np
 
 from export import cost
 from export.profiles import load_profile
-from kerasnets.backend import keras, tf
+from kerasnets.backend import keras
 
 L = keras.layers
 POLICIES = ("max_npu", "float_head", "min_latency")
@@ -400,8 +400,7 @@ def run_parts_keras(parts, images):
 def _convert_part(part, mode, rep_inputs):
     """TFLite bytes for one part, and how its signature names map to tensor names."""
     from export import tflite
-    feed = rep_inputs[0] if len(rep_inputs) == 1 else list(rep_inputs)
-    content = tflite.convert(part["model"], mode, representative_data=feed if mode == "int8" else None,
+    content = tflite.convert(part["model"], mode, representative_data=list(rep_inputs) if mode == "int8" else None,
                              calibration_count=len(rep_inputs[0]) if mode == "int8" else 100)
     if len(part["inputs"]) == 1:
         sig_in = {"x": part["inputs"][0]}

@@ -85,7 +85,8 @@ def convert(model, mode="float32", representative_data=None, calibration_count=1
       mode: ``float32``, ``float16``, ``dynamic`` (int8 weights, float activations) or
         ``int8`` (full integer; needs ``representative_data`` unless the model is QAT).
       representative_data: int8 calibration data: an iterable of images (H, W, C) or batches;
-        for a model with several inputs, a list with one (N, ...) batch per input.
+        a list with one (N, ...) batch per model input fits any model (the only form for
+        several inputs).
       calibration_count: how many images calibration uses.
       io_type: input/output type of an int8 model: ``int8`` (default), ``uint8`` or
         ``float32`` (adds QUANTIZE/DEQUANTIZE at the edges, to run on a CPU).

@@ -280,9 +280,8 @@ def _verify(run):
     runner = partition.ChainedRunner(run.path("partitioned"), threads=c.threads)
     parts = partition.split_model(run.partition_model(), _plan_parts(run))
     expected = partition.run_parts_keras(parts, sample)
-    check = runtime.check_outputs(expected, runner(sample), "int8",
-                                  what="the partitioned pair (int8 NPU part + float32 CPU part)")
-    check["mode"] = "partitioned (int8 NPU part + float32 CPU part)"
+    label = "partitioned (int8 NPU part + float32 CPU part)"
+    check = dict(runtime.check_outputs(expected, runner(sample), "int8", what=f"the {label} pair"), mode=label)
     result["checks"]["partitioned"] = check
     run.log(f"  partitioned: top-1 over {len(x)} test images")
     result["accuracy"]["partitioned"] = _top1(runner(x), labels)
