@@ -5,6 +5,7 @@ tables follow the reference implementations whose parameter and MAC counts the t
 check (timm 1.0.31 / torchvision for most families, Megvii's official ShuffleNet-Series
 code for ShuffleNet V1); the source of each table is named beside it.
 """
+import dataclasses
 import math
 
 from kerasnets.errors import ModelConfigError
@@ -55,7 +56,8 @@ def axspine_spec(variant="middle", channels_per_group=8, alignment=16, expand=4,
                  depths=None, width=None, name=None):
     """AXSpine: MobileNetV2 re-tailored for an M55H-class NPU, derived from its spec.
 
-    The five changes of Axera's article, applied to :data:`MOBILENET_V2_STAGES`:
+    The five changes of Axera's article, applied block by block to the spec that
+    :func:`mobilenet_v2_spec` builds at the same ``width`` (from :data:`MOBILENET_V2_STAGES`):
 
     1. every depthwise conv becomes a group conv with ``channels_per_group`` input
        channels per group. Default 8: the group width of Horizon's VarGNet and of
@@ -87,22 +89,26 @@ def axspine_spec(variant="middle", channels_per_group=8, alignment=16, expand=4,
     if alignment % channels_per_group and channels_per_group % alignment:
         raise ModelConfigError(f"AXSpine alignment {alignment} and channels_per_group {channels_per_group} "
                                "must divide one another so every aligned width splits into whole groups.")
+    if len(depths) != 4 or any(int(d) != d or d < 1 for d in depths):
+        raise ModelConfigError(f"AXSpine depths={depths!r} must be four positive integers "
+                               "(the blocks at /4, /8, /16 and /32).")
     unit = max(alignment, channels_per_group)
-    ch = lambda c: align_up(make_divisible(c * width, 8), unit)  # noqa: E731
-    stem = ch(32)
-    blocks = [Block("conv", stem, 3, 2, act="relu6"),
-              Block("conv", ch(16), 3, 1, act="relu6")]  # change 2
-    cin = ch(16)
-    stage_widths = (24, 32, 64, 160)  # change 5: MobileNetV2's width entering /4, /8, /16, /32
-    for stage, (c, depth) in enumerate(zip(stage_widths, depths)):
+    align = lambda c: align_up(c, unit)  # noqa: E731  (change 3, applied to every width)
+    stem, second, *body, head = mobilenet_v2_spec(width).blocks
+    blocks = [dataclasses.replace(stem, out=align(stem.out)),
+              Block("conv", align(second.out), 3, 1, act=second.act)]  # change 2: ds block -> plain 3x3
+    # Change 5: MobileNetV2's stride-2 blocks give the width where it enters /4, /8, /16, /32;
+    # its stride-1 stages (96 and 320 wide) disappear, the 320 one folded into the head conv.
+    entries = [b for b in body if b.stride == 2]
+    cin = blocks[-1].out
+    for stage, (entry, depth) in enumerate(zip(entries, depths)):
         t = second_expand if stage == 0 else expand  # change 4
         for i in range(depth):
-            out = ch(c)
-            mid = align_up(cin * t, unit)  # change 3
-            blocks.append(Block("ir", out, 3, 2 if i == 0 else 1, mid=mid,
-                                group_width=channels_per_group, act="relu6"))  # change 1
+            out = align(entry.out)
+            blocks.append(Block("ir", out, entry.kernel, 2 if i == 0 else 1, mid=align(cin * t),
+                                group_width=channels_per_group, act=entry.act))  # change 1
             cin = out
-    blocks.append(Block("conv", align_up(max(1280, make_divisible(1280 * width, 8)), unit), 1, 1, act="relu6"))
+    blocks.append(dataclasses.replace(head, out=align(head.out)))
     return ModelSpec(name or f"axspine_{variant}", tuple(blocks), Top("pool_fc", dropout=0.2))
 
 

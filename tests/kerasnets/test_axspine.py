@@ -38,6 +38,16 @@ class AXSpineTest(tf.test.TestCase):
         firsts = [i for i, s in enumerate(strides) if s == 2] + [len(strides)]
         self.assertEqual([b - a for a, b in zip(firsts, firsts[1:])], [3, 3, 9, 3])
 
+    def test_widths_follow_the_mobilenet_v2_spec(self):
+        # AXSpine is a transform of MobileNetV2's spec: a wider MobileNetV2 widens it the same way.
+        for width in (0.75, 1.4):
+            base = families.mobilenet_v2_spec(width)
+            axs = families.axspine_spec("middle", width=width, alignment=8)
+            entries = [b.out for b in base.blocks if b.kind == "ir" and b.stride == 2]
+            firsts = [b.out for b in axs.blocks if b.kind == "ir" and b.stride == 2]
+            self.assertEqual(firsts, entries)
+            self.assertEqual(axs.blocks[-1].out, base.blocks[-1].out)
+
     def test_variants_scale_in_order(self):
         macs = [_macs(families.axspine_spec(v)) for v in ("small", "middle", "big")]
         self.assertLess(macs[0], macs[1])
@@ -46,6 +56,8 @@ class AXSpineTest(tf.test.TestCase):
     def test_parameters_are_validated(self):
         with self.assertRaisesRegex(ValueError, "alignment 12 and channels_per_group 8"):
             families.axspine_spec("middle", channels_per_group=8, alignment=12)
+        with self.assertRaisesRegex(ValueError, r"depths=\(3, 3, 9\) must be four positive integers"):
+            families.axspine_spec("middle", depths=(3, 3, 9))
         with self.assertRaisesRegex(ValueError, "unknown model 'axspine_huge'; did you mean axspine_big"):
             kerasnets.AXSpine("huge")
         model = kerasnets.get_model("axspine_small", input_shape=(64, 64, 3), channels_per_group=16, alignment=32)
