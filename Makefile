@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv clean data
+.PHONY: run test check venv clean data
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: $(STAMP) data
 test: $(STAMP) data
 	@status=0; for pkg in $$(dirname tests/*/__init__.py); do \
 	  echo "== pytest $$pkg"; $(PY) -m pytest -q $$pkg || status=1; done; exit $$status
+
+# The fast tier: every module, no test marked slow; one process (under 5 minutes on 2 cores).
+check: $(STAMP) data
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider tests
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -35,7 +35,7 @@ flags.DEFINE_string("out", "runs/host_cpu_validation.json", "Where to write the 
 
 def main(argv):
     from export import calibrate
-    from export.tflite import atomic_write
+    from kerasnets.io import atomic_write
     models = None if FLAGS.models == ["all"] else FLAGS.models
     try:
         resolutions = [int(r) for r in FLAGS.resolutions]

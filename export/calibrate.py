@@ -30,17 +30,21 @@ import datetime
 import itertools
 import json
 import math
-import os
-import platform
 import time
 
 import numpy as np
 
-from kerasnets.stats import randomize_batch_norm
-
-from export import cost, litert_timing
+import kerasnets
+from export import cost, litert_timing, partition, tflite
+from export.placement import place
 from export.profiles import load_profile, parse_profile
+from kerasnets import layers as kl
 from kerasnets.backend import keras
+from kerasnets.builder import build_model
+from kerasnets.host import machine
+from kerasnets.io import atomic_write
+from kerasnets.spec import Block, ModelSpec, Top
+from kerasnets.stats import randomize_batch_norm
 
 L = keras.layers
 
@@ -98,15 +102,13 @@ def fit_profile_to_points(profile, points, free, iterations=400):
 
     Returns ``(fitted profile data, report)``, the report listing each point's prediction.
     """
-    import kerasnets
-    from export import partition
 
     base = copy.deepcopy(load_profile(profile).data if isinstance(profile, str) else profile)
     base.pop("inherits", None)
     graphs = []
     for name, (h, w), target in points:
         graph = cost.analyze(kerasnets.get_model(name, input_shape=(h, w, 3)))
-        decisions = partition.place(graph, parse_profile(copy.deepcopy(base)), "max_npu")
+        decisions = place(graph, parse_profile(copy.deepcopy(base)), "max_npu")
         graphs.append((graph, {d["name"]: d["placement"] for d in decisions}, target))
     names = list(free)
 
@@ -160,7 +162,6 @@ def kernel_specs(quick=False, samples=8, seed=0):
     """The kernels to time: ``(kind, input shape, builder)``: a fixed set covering every kind,
     plus ``samples`` random ones per compute kind (:func:`_sampled_kernel_specs`);
     ``quick`` keeps about a third of them."""
-    from kerasnets import layers as kl
     specs = []
     for res, cin, cout, k, s in ((112, 3, 32, 3, 2), (56, 16, 32, 3, 1), (56, 32, 32, 3, 1), (28, 32, 64, 3, 1),
                                  (28, 64, 64, 3, 2), (14, 64, 128, 3, 1), (14, 128, 128, 3, 1), (7, 128, 256, 3, 1),
@@ -267,7 +268,6 @@ def random_network_spec(rng, index=0):
     or without squeeze-excite and hard-swish, fused (edge) residual, depthwise separable,
     ghost, RegNetX group conv, ShuffleNet V2, plain conv) at random widths and depths, and a pooled classifier top.
     Drawn from the zoo's building blocks, not copied from any zoo model."""
-    from kerasnets.spec import Block, ModelSpec, Top
 
     # Channel counts a multiple of 4, as in GhostNet or MobileNetV3 (12, 20, 36, 92, ...),
     # so that the fit sees output-channel padding to the kernels' block width.
@@ -310,7 +310,6 @@ def random_network_spec(rng, index=0):
 def network_models(count=8, seed=1, max_macs=3e8):
     """``count`` random networks (Keras models, see :func:`random_network_spec`) at random
     input sizes from 64 to 160, each redrawn smaller while it exceeds ``max_macs``."""
-    from kerasnets.builder import build_model
     rng = np.random.default_rng(seed)
     models = []
     for i in range(count):
@@ -329,8 +328,6 @@ def network_models(count=8, seed=1, max_macs=3e8):
 
 def build_network(spec, size):
     """Rebuild a random network from its spec (``model.kerasnets_spec``, JSON) at ``size``."""
-    from kerasnets.builder import build_model
-    from kerasnets.spec import Block, ModelSpec, Top
     spec = json.loads(spec) if isinstance(spec, str) else spec
     spec = ModelSpec(spec["name"], tuple(Block(**b) for b in spec["blocks"]), Top(**spec["top"]),
                      tuple(spec["default_size"]))
@@ -353,7 +350,6 @@ def _check_precision(precision):
 
 def _convert(model, precision, calibration=4):
     """A kernel to TFLite at batch 1: float32, or full-integer int8 calibrated on random data."""
-    from export import tflite
     _check_precision(precision)
     if precision == "float32":
         return tflite.convert(model, precision)
@@ -370,7 +366,6 @@ def network_kernels(model):
     same run gives the in-model context, and they are kernel samples drawn from real blocks
     (nn-Meter's kernel-level prediction, with configurations from whole networks).
     """
-    from export import partition
     graph = cost.analyze(model)
     shapes = {op.name: tuple(op.out_shape) for op in graph.ops}
     fused = {}
@@ -390,7 +385,7 @@ def network_kernels(model):
         seen.add(key)
         part = {"device": "kernel", "layers": names, "inputs": list(dict.fromkeys(head.inputs)),
                 "outputs": [names[-1]]}
-        kernels.append((partition._build_part(model, part, shapes), [head]))
+        kernels.append((partition.build_part(model, part, shapes), [head]))
     return kernels
 
 
@@ -463,7 +458,6 @@ def save_timings(path, samples, overhead, networks, threads=1):
     """Write what :func:`run_microbenchmarks` measured to ``path`` (JSON), so that
     :func:`load_timings` can refit without measuring again; networks are stored by their
     spec and input size."""
-    from export.tflite import atomic_write
     nets = [{k: v for k, v in n.items() if k != "model"} for n in networks]
     atomic_write(path, json.dumps({"threads": threads, "overhead_ms": overhead, "samples": samples,
                                    "networks": nets}) + "\n")
@@ -597,8 +591,7 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
         "description": f"This machine's CPU in LiteRT (XNNPACK), {threads} thread(s), fitted by "
                        "kerasnets-estimate --calibrate from kernel micro-benchmarks and random networks.",
         "sources": ["export.calibrate.run_microbenchmarks + fit_host_profile (measured on this machine)"],
-        "measured_on": {"machine": platform.machine(), "processor": _cpu_name(), "cores": os.cpu_count(),
-                        "date": datetime.date.today().isoformat(), "threads": threads},
+        "measured_on": {**machine(), "date": datetime.date.today().isoformat(), "threads": threads},
         "threads": int(threads), "invoke_overhead_s": {p: v * 1e-3 for p, v in overhead.items()},
         "peak_macs_per_s": peak, "predictors": predictors, "residuals": residuals, "fit": fit_report,
     }
@@ -645,19 +638,6 @@ def _fit_context(data, networks):
                                         "fitted_ms": float(pred) + data["invoke_overhead_s"][precision] * 1e3})
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-# ---------------------------------------------------------------- validation ----
-
 def _spearman(a, b):
     ra = np.argsort(np.argsort(a)).astype(float)
     rb = np.argsort(np.argsort(b)).astype(float)
@@ -695,7 +675,6 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
     land from it (the measurement's own spread within a run; separate runs of this VM spread
     far more, see README).
     """
-    import kerasnets
     for precision in precisions:
         _check_precision(precision)
     profile = load_profile(profile)

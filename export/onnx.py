@@ -7,8 +7,9 @@ checked with onnxruntime against Keras. Both are the optional ``onnx`` extra
 import numpy as np
 
 import kerasnets
-from export.tflite import ExportError, atomic_write
+from export.tflite import ExportError
 from kerasnets.backend import tf
+from kerasnets.io import atomic_write
 
 
 def _require():
@@ -23,7 +24,7 @@ def _require():
 def to_onnx(model, opset=17, deploy=True):
     """Serialized ONNX model (bytes) of a float Keras model at batch 1."""
     _require()
-    import tf2onnx
+    import tf2onnx  # lazy: optional dependency (the onnx extra), checked by _require
     if deploy:
         model = kerasnets.deploy(model)
     shape = tuple(model.input_shape[1:])
@@ -37,7 +38,7 @@ def to_onnx(model, opset=17, deploy=True):
 def run_onnx(content, images):
     """Outputs of an ONNX model for float images (N, H, W, C), one image at a time."""
     _require()
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: optional dependency (the onnx extra), checked by _require
     session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: image[None]})[0] for image in np.asarray(images, np.float32)])

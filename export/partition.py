@@ -1,19 +1,7 @@
 """The Edge-TPU-style partitioner: which layers run on the NPU in int8 and which on the CPU in float.
 
-:func:`place` walks the analyzed graph in order and decides per op, with the Edge TPU
-compiler's words: an op the profile supports is "Mapped to <device>"; the first one it
-does not ("Operation not supported", "Operation is working on an unsupported data type",
-"Tensor has unsupported rank (up to 3 innermost dimensions mapped)") ends the NPU
-segment, and under the profile's segment rule (``segments.max_npu_segments``, 1 on the
-Edge TPU) every later op runs on the CPU ("More than one subgraph is not supported").
-
-Policies:
-
-* ``max_npu``: as much as the segment rule allows on the NPU (the compiler's behaviour);
-* ``float_head``: as ``max_npu``, but the classifier head after the pooled features is
-  kept in float on the CPU (the quantization paper's split);
-* ``min_latency``: the single cut inside the ``max_npu`` segment that minimises the
-  estimated total latency, boundary transfer included.
+The per-op decisions and the policies (``max_npu``, ``float_head``, ``min_latency``) are
+:func:`export.placement.place` (re-exported here with its messages and :class:`PartitionError`).
 
 :func:`partition_for_profile` returns a :class:`PartitionPlan` (JSON plan, compiler-style
 log, estimate); :func:`split_model` cuts the Keras model into parts whose composition
@@ -28,160 +16,19 @@ import os
 
 import numpy as np
 
-from export import cost
+from export import runtime, tflite
+from export.costing import estimate_graph
+from export.graph import analyze, inbound_names
+from export.placement import (BAD_RANK, BAD_TYPE, NOT_SUPPORTED, POLICIES, SUBGRAPH, PartitionError,
+                              place, support_problem)
 from export.profiles import load_profile
 from kerasnets.backend import keras
+from kerasnets.io import atomic_write, plain
 
 L = keras.layers
-POLICIES = ("max_npu", "float_head", "min_latency")
-
-NOT_SUPPORTED = "Operation not supported"
-BAD_TYPE = "Operation is working on an unsupported data type"
-BAD_RANK = "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
-SUBGRAPH = "More than one subgraph is not supported"
-
-
-class PartitionError(ValueError):
-    """A partition request that cannot be honoured."""
-
-
-def _mapped(profile):
-    return f"Mapped to {profile.get('device_label', 'NPU')}"
-
-
-def support_problem(op, profile, precision):
-    """``None`` if ``profile`` runs ``op`` at ``precision``, else (compiler message, detail)."""
-    sup = profile["support"]
-    ops = sup["ops"]
-    label = profile.get("device_label", "NPU")
-    names = "/".join(dict.fromkeys(op.tflite_ops)) or op.class_name
-    if precision not in sup["data_types"]:
-        return BAD_TYPE, f"{names} in {precision}; {label} runs {', '.join(sup['data_types'])} only"
-    if op.kind == "unknown":
-        return NOT_SUPPORTED, f"layer {op.class_name} has no {label} kernel"
-    if op.kind not in ops:
-        extra = ""
-        if op.kind == "activation":
-            extra = f" ({op.activation.upper()})"
-        return NOT_SUPPORTED, f"{names}{extra} is not supported by {label}"
-    c = ops[op.kind]
-    sizes = c.get("pool_sizes" if op.kind in ("max_pool", "avg_pool") else "kernel_sizes")
-    if sizes and op.kernel and any(k not in sizes for k in op.kernel):
-        return NOT_SUPPORTED, f"{names} with {op.kernel[0]}x{op.kernel[1]} window; {label} takes {sizes}"
-    if c.get("strides") and op.strides and any(s not in c["strides"] for s in op.strides):
-        return NOT_SUPPORTED, f"{names} with stride {op.strides[0]}; {label} takes strides {c['strides']}"
-    if op.kind == "group_conv" and c.get("forms") and op.form not in c["forms"]:
-        hint = f"; build with group_conv='{c['forms'][0]}'" if c["forms"] else ""
-        what = "grouped CONV_2D" if op.form == "native" else "split group conv"
-        return NOT_SUPPORTED, f"{what} (groups={op.groups}) is not supported by {label}{hint}"
-    if op.kind == "shuffle" and c.get("modes") and op.form not in c["modes"]:
-        return NOT_SUPPORTED, f"channel shuffle mode {op.form!r}; {label} takes {c['modes']}"
-    if c.get("max_channels") and max(op.cin, op.cout) > c["max_channels"]:
-        return NOT_SUPPORTED, f"{names} with {max(op.cin, op.cout)} channels; {label} takes at most {c['max_channels']}"
-    act = op.activation if op.kind in cost.CONV_KINDS + ("add", "multiply", "activation", "softmax") else "linear"
-    if act not in sup["activations"]:
-        fused = op.kind != "activation"
-        return NOT_SUPPORTED, (f"{names} with fused {act.upper()}" if fused else f"{act.upper()}") + \
-            f": {label} has no {act} activation"
-    rank = sup.get("max_nonunit_dims")
-    if rank and op.nonunit_dims > rank:
-        return BAD_RANK, (f"{names} makes a tensor with {op.nonunit_dims} non-unit dimensions"
-                          + (f" (channel shuffle mode {op.form!r}; use shuffle='low_rank')" if op.kind == "shuffle" else ""))
-    return None
-
-
-def _decision(op, placement, message, detail="", segment=0):
-    return {"name": op.name, "kind": op.kind, "tflite_ops": list(op.tflite_ops), "placement": placement,
-            "message": message, "detail": detail, "segment": segment}
-
-
-def _place_rule(graph, profile, precision, cpu_from=None, cpu_message=None):
-    """The segment rule over the graph; ops at index >= ``cpu_from`` are forced to the CPU."""
-    decisions = {}
-    max_segments = profile["segments"]["max_npu_segments"]
-    segments, in_npu, cpu_seen = 0, False, False
-    for op in graph.ops:
-        if op.kind == "input":
-            decisions[op.name] = _decision(op, "host", "Model input")
-            continue
-        if op.fused_into:
-            continue
-        if op.kind == "identity" and (cpu_from is None or op.index < cpu_from):
-            src = decisions.get(op.inputs[0]) if op.inputs else None
-            placement = src["placement"] if src else ("npu" if in_npu else "cpu")
-            decisions[op.name] = _decision(op, placement, "Removed at inference (no op)",
-                                           segment=segments if placement == "npu" else 0)
-            continue
-        if cpu_from is not None and op.index >= cpu_from:
-            problem = cpu_message
-        else:
-            problem = support_problem(op, profile, precision)
-        if problem:
-            decisions[op.name] = _decision(op, "cpu", *problem)
-            in_npu, cpu_seen = False, True
-            continue
-        if not in_npu:
-            # One segment: the first unsupported op ends NPU mapping for good, even before it began.
-            if segments >= max_segments or (cpu_seen and max_segments == 1):
-                decisions[op.name] = _decision(op, "cpu", SUBGRAPH,
-                                               f"supported, but the profile allows {max_segments} NPU "
-                                               f"segment{'s' if max_segments > 1 else ''}")
-                continue
-            segments += 1
-            in_npu = True
-        decisions[op.name] = _decision(op, "npu", _mapped(profile), segment=segments)
-    out = []
-    for op in graph.ops:
-        if op.fused_into:
-            head = decisions[op.fused_into]
-            d = _decision(op, head["placement"], f"{head['message']} (fused)", op.fused_note, head["segment"])
-        else:
-            d = decisions[op.name]
-        out.append(d)
-    return out
-
-
-def place(graph, profile, policy="max_npu", precision=None):
-    """Decide NPU or CPU for every op of ``graph``; one dict per op (name, placement, message, detail).
-
-    A CPU profile runs everything on the CPU.
-    """
-    profile = load_profile(profile)
-    if policy not in POLICIES:
-        raise PartitionError(f"policy {policy!r} is unknown; use one of {POLICIES}.")
-    precision = precision or profile.default_precision()
-    if not profile.is_npu:
-        return [_decision(op, "host" if op.kind == "input" else "cpu",
-                          "Model input" if op.kind == "input" else f"Runs on {profile.get('device_label', 'the CPU')}")
-                for op in graph.ops]
-    if policy == "float_head":
-        start = graph.float_head_start()
-        msg = (BAD_TYPE, "float32 classifier head: the float_head policy keeps everything after the pooled "
-                         "features in float on the CPU")
-        return _place_rule(graph, profile, precision, start, msg)
-    decisions = _place_rule(graph, profile, precision)
-    if policy == "max_npu":
-        return decisions
-    # min_latency: every single cut inside the first NPU segment, plus "nothing on the NPU".
-    first = [d for d in decisions if d["placement"] == "npu" and d["segment"] == 1]
-    npu_indices = sorted({graph.by_name[d["name"]].index for d in first if not graph.by_name[d["name"]].fused_into})
-    candidates = [None] + npu_indices
-    best, best_ms = None, None
-    for cut in candidates:
-        cut_from = 0 if cut is None else cut + 1
-        msg = ("Kept on the CPU by the min_latency policy", "")
-        trial = _place_rule(graph, profile, precision, cut_from, msg)
-        ms = cost.estimate_graph(graph, profile, precision,
-                                 {d["name"]: d["placement"] for d in trial})["totals"]["latency_ms"]
-        if best_ms is None or ms < best_ms - 1e-9:
-            best, best_ms = (cut, trial), ms
-    cut, trial = best
-    after = graph.ops[cut].name if cut is not None else "the model input"
-    for d in trial:
-        if d["message"].startswith("Kept on the CPU by the min_latency policy"):
-            d["detail"] = (f"the cut after {after} minimises the estimated total ({best_ms:.3f} ms), "
-                           "boundary transfer included")
-    return trial
+__all__ = ["BAD_RANK", "BAD_TYPE", "NOT_SUPPORTED", "POLICIES", "SUBGRAPH", "ChainedRunner", "PartitionError",
+           "PartitionPlan", "build_part", "export_partition", "partition_for_profile", "place", "run_parts_keras",
+           "split_model", "support_problem"]
 
 
 # ------------------------------------------------------------------ plan ----
@@ -222,11 +69,7 @@ class PartitionPlan:
                 "estimate": self.estimate}
 
     def to_json(self):
-        return json.dumps(self.as_dict(), indent=1, default=_plain) + "\n"
-
-
-def _plain(o):
-    return o.item() if hasattr(o, "item") else str(o)
+        return json.dumps(self.as_dict(), indent=1, default=plain) + "\n"
 
 
 def _contiguous_parts(graph, decisions):
@@ -309,9 +152,9 @@ def partition_for_profile(model, profile, policy="max_npu", precision=None):
         raise PartitionError(f"profile {profile.name!r} is a CPU profile and has nothing to partition; "
                              "use an NPU profile such as edgetpu_usb.")
     precision = precision or profile.default_precision()
-    graph = cost.analyze(model)
+    graph = analyze(model)
     decisions = place(graph, profile, policy, precision)
-    est = cost.estimate_graph(graph, profile, precision, {d["name"]: d["placement"] for d in decisions})
+    est = estimate_graph(graph, profile, precision, {d["name"]: d["placement"] for d in decisions})
     by = {d["name"]: d for d in decisions}
     for row in est["layers"]:
         if row["name"] in by:
@@ -333,7 +176,9 @@ def _clone_layer(layer):
         return layer, False
 
 
-def _build_part(model, part, shapes):
+def build_part(model, part, shapes):
+    """One part of a plan as a Keras model: ``part``'s layers cloned with their weights, fed by
+    new inputs of ``shapes`` (by producing layer name) for the tensors the part reads."""
     layers = {l.name: l for l in model.layers}
     config = {c["name"]: c for c in model.get_config()["layers"]}
     tensors = {}
@@ -351,7 +196,7 @@ def _build_part(model, part, shapes):
         layer = layers[name]
         if isinstance(layer, L.InputLayer):
             continue
-        args = [tensors[n] for n in cost._inbound_names(config[name])]
+        args = [tensors[n] for n in inbound_names(config[name])]
         clone, fresh = _clone_layer(layer)
         y = clone(args if isinstance(layer.input, (list, tuple)) else args[0])
         if fresh:
@@ -377,7 +222,7 @@ def split_model(model, plan):
         out = layer.output_shape
         out = out[0] if isinstance(out, list) else out
         shapes[layer.name] = tuple(out[1:])
-    return [{"device": p["device"], "model": _build_part(model, p, shapes), "inputs": list(p["inputs"]),
+    return [{"device": p["device"], "model": build_part(model, p, shapes), "inputs": list(p["inputs"]),
              "outputs": list(p["outputs"])} for p in parts]
 
 
@@ -399,7 +244,6 @@ def run_parts_keras(parts, images):
 
 def _convert_part(part, mode, rep_inputs):
     """TFLite bytes for one part, and how its signature names map to tensor names."""
-    from export import tflite
     content = tflite.convert(part["model"], mode, representative_data=list(rep_inputs) if mode == "int8" else None,
                              calibration_count=len(rep_inputs[0]) if mode == "int8" else 100)
     if len(part["inputs"]) == 1:
@@ -416,7 +260,6 @@ def export_partition(model, plan, out_dir, images, calibration_count=32, command
     later parts' calibration through the Keras parts); CPU parts to float32. Returns the
     list of written part descriptions (also stored in ``plan.json``).
     """
-    from export import tflite
     images = np.asarray(images, np.float32)[:calibration_count]
     parts = split_model(model, plan)
     values = {parts[0]["inputs"][0]: images}
@@ -438,8 +281,8 @@ def export_partition(model, plan, out_dir, images, calibration_count=32, command
                         "outputs": p["outputs"], "signature_inputs": sig_in, "signature_outputs": sig_out})
     doc = plan.as_dict()
     doc["files"] = written
-    tflite.atomic_write(os.path.join(out_dir, "plan.json"), json.dumps(doc, indent=1, default=_plain) + "\n")
-    tflite.atomic_write(os.path.join(out_dir, "partition.log"), plan.log)
+    atomic_write(os.path.join(out_dir, "plan.json"), json.dumps(doc, indent=1, default=plain) + "\n")
+    atomic_write(os.path.join(out_dir, "partition.log"), plan.log)
     return written
 
 
@@ -451,7 +294,6 @@ class ChainedRunner:
     """
 
     def __init__(self, out_dir, threads=1):
-        from export import runtime
         with open(os.path.join(out_dir, "plan.json")) as f:
             self.plan = json.load(f)
         self.parts = []

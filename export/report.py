@@ -7,10 +7,11 @@ import io
 import json
 import os
 
-from export.tflite import atomic_write
+from kerasnets.io import atomic_write
 
 
 def _pyplot():
+    # lazy: matplotlib (about 1 s to import) is only needed when a chart is drawn
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt

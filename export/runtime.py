@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -113,7 +114,6 @@ def read_tflite(artifact, probe=True):
 def _probe(content, path, label):
     tmp = None
     if path is None:
-        import tempfile
         fd, tmp = tempfile.mkstemp(suffix=".tflite")
         with os.fdopen(fd, "wb") as f:
             f.write(content)

@@ -1,15 +1,16 @@
-"""The one TFLite conversion function, and atomic artifact writing with a manifest."""
+"""The one TFLite conversion function, and artifact writing with a manifest (atomic, :mod:`kerasnets.io`)."""
 import hashlib
 import importlib.metadata
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 import kerasnets
 from kerasnets.backend import tf
+from kerasnets.io import atomic_write
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("float32", "int8", "uint8")
@@ -77,6 +78,18 @@ def convert(model, mode="float32", representative_data=None, calibration_count=1
             per_channel=True, deploy=True):
     """Convert a Keras model to a TFLite flatbuffer (bytes), at batch 1 with static shapes.
 
+    The converter is :func:`make_converter` (same arguments); this runs it.
+    """
+    return make_converter(model, mode, representative_data, calibration_count, io_type, per_channel,
+                          deploy).convert()
+
+
+def make_converter(model, mode="float32", representative_data=None, calibration_count=100, io_type=None,
+                   per_channel=True, deploy=True):
+    """The configured ``tf.lite.TFLiteConverter`` behind :func:`convert` (for tools that need the
+    converter itself, such as TFLite's ``QuantizationDebugger``); its ``representative_dataset``
+    is the calibration generator.
+
     The artifact's signature names its inputs ``x`` (one input) or ``input_0``, ``input_1``...
     (several, in the model's input order) and its outputs ``output_0``, ``output_1``...
 
@@ -137,7 +150,7 @@ def convert(model, mode="float32", representative_data=None, calibration_count=1
         converter.inference_output_type = dtype
         if not per_channel:
             converter._experimental_disable_per_channel = True  # noqa: SLF001 (the converter's only switch)
-    return converter.convert()
+    return converter
 
 
 def _versions():
@@ -151,7 +164,6 @@ def _versions():
 
 
 def _io_quantization(content):
-    from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_content=content)
     def describe(d):
         scale, zero = d["quantization"]
@@ -159,21 +171,6 @@ def _io_quantization(content):
                 "scale": float(scale), "zero_point": int(zero)}
     return ([describe(d) for d in interpreter.get_input_details()],
             [describe(d) for d in interpreter.get_output_details()])
-
-
-def atomic_write(path, content):
-    """Write bytes or text to ``path`` through a temporary file in the same folder and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode() if isinstance(content, str) else content)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def manifest_path(path):

@@ -1,5 +1,7 @@
 """One builder that turns any ``ModelSpec`` into a functional tf_keras model."""
 import dataclasses
+import re
+from typing import Optional
 
 from kerasnets import layers as kn_layers
 from kerasnets.backend import keras
@@ -8,26 +10,44 @@ from kerasnets.errors import ModelConfigError
 L = keras.layers
 
 GROUP_CONV_MODES = ("native", "split")
+CONVENTIONS = ("tf", "torch")
+_BN_EPSILON = {"tf": 1e-3, "torch": 1e-5}
 
 
 @dataclasses.dataclass
 class BuildOptions:
-    """Graph-shaping options that do not change the weights.
+    """Graph-shaping options that do not change the weights (nor the parameter and MAC counts).
 
     group_conv: ``native`` emits ``Conv2D(groups=g)``; ``split`` emits
     :class:`kerasnets.layers.GroupConv2D` (split -> per-group conv -> concat).
     shuffle: channel shuffle form, ``low_rank`` (Edge-TPU safe) or ``5d``.
+    convention: the numeric convention of the graph.
+
+    * ``"tf"`` (default): Keras ``'same'`` padding (asymmetric, (0, 1) for a 3x3 stride-2
+      window on an even input), BN epsilon 1e-3; no PAD op in TFLite. The function of
+      timm's ``tf_*`` ports and of Keras Applications.
+    * ``"torch"``: PyTorch's symmetric k//2 padding (an explicit ``ZeroPadding2D`` and a
+      ``'valid'`` conv / pool wherever the window strides; stride-1 odd windows are
+      already symmetric under ``'same'``), BN epsilon 1e-5, and for ShuffleNet V1
+      Megvii's shuffle order and a stride-2 average pool that counts its zero padding.
+      The function of timm's plain models, torchvision and Megvii's code.
+    bn_epsilon: None means the convention's (1e-3 tf, 1e-5 torch).
     """
     group_conv: str = "native"
     shuffle: str = "low_rank"
-    bn_epsilon: float = 1e-3
+    bn_epsilon: Optional[float] = None
     bn_momentum: float = 0.99
+    convention: str = "tf"
 
     def __post_init__(self):
         if self.group_conv not in GROUP_CONV_MODES:
             raise ModelConfigError(f"group_conv={self.group_conv!r} is unknown; use one of {GROUP_CONV_MODES}.")
         if self.shuffle not in kn_layers.SHUFFLE_MODES:
             raise ModelConfigError(f"shuffle={self.shuffle!r} is unknown; use one of {kn_layers.SHUFFLE_MODES}.")
+        if self.convention not in CONVENTIONS:
+            raise ModelConfigError(f"convention={self.convention!r} is unknown; use one of {CONVENTIONS}.")
+        if self.bn_epsilon is None:
+            self.bn_epsilon = _BN_EPSILON[self.convention]
 
 
 def activation(name, layer_name):
@@ -52,6 +72,14 @@ class _Graph:
 
     def __init__(self, options):
         self.opt = options
+        self.prev_block = None  # the block emitted before the current one (None at the input)
+
+    def window(self, x, kernel, stride, name):
+        """(input, padding) of a kxk window: 'same', or in the torch convention, where the
+        window strides, explicit symmetric k//2 zero padding and 'valid'."""
+        if self.opt.convention == "torch" and stride > 1 and kernel // 2:
+            return L.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x), "valid"
+        return x, "same"
 
     def act(self, x, name, layer_name):
         layer = activation(name, layer_name)
@@ -66,12 +94,13 @@ class _Graph:
         if groups > 1 and (cin % groups or filters % groups):
             raise ModelConfigError(f"layer {name}: {cin} input / {filters} output channels cannot be split "
                                    f"into {groups} groups; choose a width whose channels divide by the groups.")
+        x, padding = self.window(x, kernel, stride, name)
         if groups > 1 and groups == cin == filters:
-            return L.DepthwiseConv2D(kernel, stride, padding="same", use_bias=bias, name=name)(x)
+            return L.DepthwiseConv2D(kernel, stride, padding=padding, use_bias=bias, name=name)(x)
         if groups > 1 and self.opt.group_conv == "split":
-            return kn_layers.GroupConv2D(filters, kernel, stride, padding="same", groups=groups,
+            return kn_layers.GroupConv2D(filters, kernel, stride, padding=padding, groups=groups,
                                          use_bias=bias, name=name)(x)
-        return L.Conv2D(filters, kernel, stride, padding="same", groups=groups, use_bias=bias, name=name)(x)
+        return L.Conv2D(filters, kernel, stride, padding=padding, groups=groups, use_bias=bias, name=name)(x)
 
     def conv_bn_act(self, x, filters, kernel, stride, act, name, groups=1):
         x = self.conv(x, filters, kernel, stride, groups, name=f"{name}_conv")
@@ -79,7 +108,8 @@ class _Graph:
         return self.act(x, act, f"{name}_{act}")
 
     def dw_bn(self, x, kernel, stride, name, act=None):
-        x = L.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
+        x, padding = self.window(x, kernel, stride, f"{name}_dw")
+        x = L.DepthwiseConv2D(kernel, stride, padding=padding, use_bias=False, name=f"{name}_dw")(x)
         x = self.bn(x, f"{name}_dw_bn")
         return self.act(x, act, f"{name}_dw_{act}")
 
@@ -97,15 +127,23 @@ class _Graph:
             return L.Add(name=f"{name}_add")([shortcut, x])
         return x
 
-    def shuffle(self, x, groups, name):
-        return kn_layers.ChannelShuffle(groups, mode=self.opt.shuffle, name=name)(x)
+    def shuffle(self, x, groups, name, order="groups_first"):
+        return kn_layers.ChannelShuffle(groups, mode=self.opt.shuffle, order=order, name=name)(x)
 
     # ---- blocks -------------------------------------------------------------------
     def block_conv(self, x, b, name):
         return self.conv_bn_act(x, b.out, b.kernel, b.stride, b.act, name, groups=b.groups)
 
     def block_maxpool(self, x, b, name):
-        return L.MaxPooling2D(b.kernel, b.stride, padding="same", name=f"{name}_maxpool")(x)
+        if self.opt.convention == "torch" and b.stride > 1 and b.kernel // 2:
+            # PyTorch pads a max pool with -inf. Zero padding gives the same maximum only on a
+            # non-negative input (every window also holds a real value), so require a ReLU before.
+            prev = self.prev_block
+            if prev is None or prev.act not in ("relu", "relu6"):
+                raise ModelConfigError(f"block {name}: a torch-convention max pool needs a ReLU output "
+                                       "before it (zero padding stands in for -inf); put it after a ReLU block.")
+        x, padding = self.window(x, b.kernel, b.stride, f"{name}_maxpool")
+        return L.MaxPooling2D(b.kernel, b.stride, padding=padding, name=f"{name}_maxpool")(x)
 
     def block_vgg_conv(self, x, b, name):
         x = L.Conv2D(b.out, b.kernel, padding="same", use_bias=True, name=f"{name}_conv")(x)
@@ -196,14 +234,18 @@ class _Graph:
         y = self.conv_bn_act(x, b.mid, 1, 1, "relu", f"{name}_gconv1", groups=g1)
         y = self.dw_bn(y, b.kernel, b.stride, name)
         if b.groups > 1:
-            y = self.shuffle(y, b.groups, f"{name}_shuffle")
+            order = "groups_last" if self.opt.convention == "torch" else "groups_first"  # Megvii's order
+            y = self.shuffle(y, b.groups, f"{name}_shuffle", order)
         y = self.conv(y, branch_out, 1, 1, b.groups, name=f"{name}_gconv2_conv")
         y = self.bn(y, f"{name}_gconv2_bn")
         if b.stride == 1:
             y = L.Add(name=f"{name}_add")([x, y])
             return L.ReLU(name=f"{name}_relu")(y)
         y = L.ReLU(name=f"{name}_relu")(y)
-        p = L.AveragePooling2D(3, 2, padding="same", name=f"{name}_avgpool")(x)
+        # tf: 'same' averages over the real inputs only; torch: Megvii's AvgPool2d(3, 2, 1)
+        # counts the zero padding (count_include_pad), i.e. ZeroPadding2D(1) + 'valid'.
+        p, padding = self.window(x, 3, 2, f"{name}_avgpool")
+        p = L.AveragePooling2D(3, 2, padding=padding, name=f"{name}_avgpool")(p)
         return L.Concatenate(name=f"{name}_concat")([p, y])
 
     def block_shuffle_v2(self, x, b, name):
@@ -259,24 +301,126 @@ class _Graph:
         return L.Dense(classes, activation=classifier_activation, use_bias=top.fc_bias, name="predictions")(x)
 
 
+def block_prefixes(spec):
+    """Layer-name prefix of every block of ``spec``, in order: ``stage{s}_block{j}``.
+
+    ``s`` is log2 of the block's output stride (the stride-2 stem is ``stage1_block0``,
+    VGG16's stride-1 convs are stage 0) and ``j`` counts blocks within the stage from 0,
+    so adding a block renames nothing outside its stage. Every layer of a block is named
+    prefix + a fixed suffix (``_conv``, ``_bn``, ``_expand_conv``, ``_project_bn`` ...).
+    """
+    prefixes, counts = [], {}
+    for stage in spec.block_stages():
+        j = counts.get(stage, 0)
+        counts[stage] = j + 1
+        prefixes.append(f"stage{stage}_block{j}")
+    return prefixes
+
+
+def feature_levels(spec):
+    """The ``out_indices`` ``spec`` offers: level -> reduction (0 -> 2, ... 4 -> 32)."""
+    return {level: 2 ** (level + 1) for level in sorted(spec.feature_blocks())}
+
+
+def check_out_indices(spec, out_indices):
+    """Validated ``out_indices`` as a tuple of ints; ModelConfigError names a bad value."""
+    levels = feature_levels(spec)
+    valid = f"valid levels are {sorted(levels)} (reductions {sorted(levels.values())})"
+    if isinstance(out_indices, (str, bytes)) or not hasattr(out_indices, "__iter__"):
+        raise ModelConfigError(f"out_indices={out_indices!r} must be a sequence of ints; {valid}.")
+    out_indices = tuple(out_indices)
+    if not out_indices:
+        raise ModelConfigError(f"out_indices=() is empty; pass at least one level, {valid}.")
+    for i in out_indices:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ModelConfigError(f"out_indices value {i!r} is not an int; {valid}.")
+        if i not in levels:
+            raise ModelConfigError(f"out_indices value {i} is out of range for {spec.name}; {valid}.")
+    if len(set(out_indices)) != len(out_indices):
+        dup = next(i for i in out_indices if out_indices.count(i) > 1)
+        raise ModelConfigError(f"out_indices={out_indices!r} lists level {dup} twice; list each level once.")
+    return out_indices
+
+
 def build_model(spec, inputs, include_top=True, classes=1000, pooling=None,
-                classifier_activation="softmax", options=None):
+                classifier_activation="softmax", options=None, out_indices=None):
     """Build ``spec`` on the Keras tensor ``inputs`` and return a functional model.
 
     Without the top, the output is the last feature map, globally pooled when
-    ``pooling`` is ``"avg"`` or ``"max"``.
+    ``pooling`` is ``"avg"`` or ``"max"``. With ``out_indices`` (feature levels, see
+    :func:`feature_levels`) the model has one output per level instead, the output of the
+    last non-head block of that stride, and no top. Models of the torch convention are
+    named ``<spec name>_torch``.
     """
-    graph = _Graph(options or BuildOptions())
+    options = options or BuildOptions()
+    graph = _Graph(options)
+    ends = {}
+    last = len(spec.blocks) - 1
+    if out_indices is not None:
+        out_indices = check_out_indices(spec, out_indices)
+        levels = spec.feature_blocks()
+        ends = {levels[i]: i for i in out_indices}
+        last = max(ends)
+    heads = spec.head_flags()
+    features = {}
     x = inputs
-    for i, block in enumerate(spec.blocks):
+    for i, (block, prefix) in enumerate(zip(spec.blocks, block_prefixes(spec))):
+        if i > last:
+            break
+        if ends and heads[i]:
+            continue
         emit = getattr(graph, f"block_{block.kind}", None)
         if emit is None:
             raise ModelConfigError(f"block kind {block.kind!r} of {spec.name} is unknown.")
-        x = emit(x, block, f"b{i}")
+        x = emit(x, block, prefix)
+        graph.prev_block = block
+        if i in ends:
+            features[ends[i]] = x
+    name = spec.name if options.convention == "tf" else f"{spec.name}_{options.convention}"
+    if ends:
+        return keras.Model(inputs, [features[i] for i in out_indices], name=name)
     if include_top:
         x = graph.top(x, spec.top, classes, classifier_activation)
     elif pooling == "avg":
         x = L.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = L.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(inputs, x, name=spec.name)
+    return keras.Model(inputs, x, name=name)
+
+
+_STAGE_LAYER = re.compile(r"^(?:quant_)?stage(\d+)_block\d+_")
+
+
+def model_convention(model):
+    """The numeric convention, ``"tf"`` or ``"torch"``, that ``model`` was built in.
+
+    Read from the graph itself, so it survives ``.keras`` / HDF5 save and load,
+    :func:`kerasnets.deploy`, tfmot wrapping and sub-models: a torch-convention model has
+    an explicit ``ZeroPadding2D`` (named ``..._pad``) before every strided window. VGG16,
+    the one family without a strided padded window (the same function in both), is
+    recognised by the ``_torch`` suffix the builder gives every torch-convention model name.
+    """
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # tfmot's QuantizeWrapper keeps the layer in .layer
+        if isinstance(inner, L.ZeroPadding2D) and inner.name.endswith("_pad"):
+            return "torch"
+    return "torch" if re.search(r"_torch(_|$)", model.name) else "tf"
+
+
+def feature_info(model):
+    """Feature endpoints of a ``features_only`` model, one dict per output, in order.
+
+    Each dict has ``index`` (the ``out_indices`` level), ``channels``, ``reduction``
+    (input size / feature size: 2 ** (index + 1)) and ``layer`` (the output layer's name).
+    Read from the stage-based layer names, so it holds after save/load and deploy().
+    """
+    info = []
+    for layer_name, tensor in zip(model.output_names, model.outputs):
+        match = _STAGE_LAYER.match(layer_name)
+        if match is None or len(tensor.shape) != 4 or int(match.group(1)) < 1:
+            raise ModelConfigError(f"output {layer_name!r} of {model.name} is not a block's feature map; "
+                                   "build the model with features_only=True.")
+        stage = int(match.group(1))
+        info.append({"index": stage - 1, "channels": int(tensor.shape[-1]), "reduction": 2 ** stage,
+                     "layer": layer_name})
+    return info

@@ -1,9 +1,86 @@
-"""Shared pieces of the absl command-line scripts: size parsing and the exit-2 boundary."""
+"""Shared pieces of the absl command-line scripts: the shared flags, size parsing and the exit-2 boundary.
+
+Every flag that more than one script takes is defined here, once (:data:`SHARED_FLAGS`),
+so a name means the same thing with the same default in every script; a script asks for
+the ones it uses with :func:`define_flags`. Defining is idempotent, so several scripts can
+be imported into one process (the in-process CLI tests do). Flags only one script takes
+stay in that script.
+"""
 import json
 import re
 import sys
 
-from absl import app
+from absl import app, flags
+
+from kerasnets.io import plain
+
+FLAGS = flags.FLAGS
+# The shared flags define_flags makes belong to the script that asks for them (its --help lists them).
+flags.disclaim_key_flags()
+
+#: The size the training scripts (kerasnets-train, -quantize, -run) build models at when
+#: ``--input_size`` is unset: Fashion-MNIST's 28x28 rounded up to the zoo's stride 32.
+TRAINING_INPUT_SIZE = (32, 32)
+
+# name -> (kind, default, help, extra keyword arguments, aliases)
+SHARED_FLAGS = {
+    "model": ("string", "mobilenet_v2_035", "Zoo model name (kerasnets-zoo lists them).", {}, ()),
+    "input_size": ("string", None, "Input size HEIGHTxWIDTH (or S for square). Unset: the model's published size "
+                   "(kerasnets-zoo) in the export scripts; 32x32 in the training scripts (train, quantize, run).",
+                   {}, ()),
+    "overrides": ("string", "{}", "JSON dict of get_model overrides, e.g. '{\"width\": 0.5}'.", {}, ()),
+    "classes": ("integer", 1000, "Classifier width of a model built without a dataset.", {"lower_bound": 1}, ()),
+    "shuffle": ("string", None, "ShuffleNet channel shuffle form: low_rank or 5d.", {}, ()),
+    "group_conv": ("string", None, "Group conv form: native or split.", {}, ()),
+    "weights": ("string", None, "Keras weights file to load into the model (default: random initialisation).",
+                {}, ()),
+    "dataset": ("string", "fashion_mnist", "fashion_mnist[:folder], a folder of class sub-folders (with train/ and "
+                "test/, or a seeded held-out share is used), or a TFRecord path with {split}.", {}, ("data",)),
+    "train_subset": ("integer", 0, "Use only this many training images (0 = all).", {"lower_bound": 0}, ()),
+    "val_subset": ("integer", 0, "Use only this many test images (0 = all).", {"lower_bound": 0}, ()),
+    "epochs": ("integer", 3, "Float training epochs.", {}, ()),
+    "qat_epochs": ("integer", 1, "Epochs of quantization-aware training (of each QAT stage).", {}, ()),
+    "batch_size": ("integer", 128, "Global batch size.", {}, ()),
+    "learning_rate": ("float", 0.05, "Peak float learning rate (cosine with warm-up; QAT uses a tenth).", {}, ()),
+    "calibration_count": ("integer", 200, "Images for int8 calibration (real training images where the script has "
+                          "a dataset).", {"lower_bound": 1}, ()),
+    "io_type": ("string", None, "Input/output type of an int8 model: int8, uint8 or float32 (unset: int8; checked by "
+                "the conversion, export.tflite.IO_TYPES).", {}, ()),
+    "profile": ("string", "edgetpu_usb", "Hardware profile name or path to a profile JSON.", {}, ()),
+    "policy": ("string", None, "Partition policy: max_npu, float_head or min_latency (export.placement.POLICIES). "
+               "Unset: max_npu (the Edge TPU compiler's placement) in kerasnets-estimate and -partition; float_head "
+               "in kerasnets-run.", {}, ()),
+    "out": ("string", None, "Output folder (kerasnets-export: a FILE.tflite names the artifact itself).", {},
+            ("output_dir",)),
+    "threads": ("integer", 1, "LiteRT CPU threads.", {"lower_bound": 1}, ()),
+    "runs": ("integer", 100, "Timed invokes per model (after the warm-up).", {"lower_bound": 1}, ()),
+    "seed": ("integer", 0, "Seed of shuffling, augmentation, initialisation and calibration sampling.", {}, ()),
+    "json": ("bool", False, "Print one JSON object on stdout.", {}, ()),
+    "verbose": ("integer", None, "Keras fit verbosity (0 silent, 1 progress bar, 2 one line per epoch; "
+                "default 1 on a terminal, 2 in a log, 0 with --json).", {}, ()),
+}
+
+
+def define_flags(*names):
+    """Define the shared flags ``names`` (see :data:`SHARED_FLAGS`); a flag already defined is kept."""
+    for name in names:
+        kind, default, help_text, extra, aliases = SHARED_FLAGS[name]
+        if name in FLAGS:  # defined by another script imported into this process: make it a key flag here too
+            flags.declare_key_flag(name)
+            continue
+        getattr(flags, f"DEFINE_{kind}")(name, default, help_text, **extra)
+        for alias in aliases:
+            flags.DEFINE_alias(alias, name)
+
+
+def verbosity():
+    """``--verbose``, or when unset: Keras's progress bar on a terminal, a line per epoch in a log, none with
+    ``--json`` (stdout is the JSON)."""
+    if FLAGS.verbose is not None:
+        return FLAGS.verbose
+    if FLAGS.json:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 def parse_size(text, flag="input_size"):
@@ -20,21 +97,41 @@ def parse_size(text, flag="input_size"):
 
 def print_json(obj):
     """Print one JSON object (numpy scalars made plain)."""
-    print(json.dumps(obj, indent=1, sort_keys=True, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    print(json.dumps(obj, indent=1, sort_keys=True, default=plain))
 
 
 def user_errors():
-    """Exception classes that are the user's fault: printed as one sentence, exit code 2."""
-    from kerasnets.errors import ModelConfigError  # noqa: F401 (ValueError subclass)
+    """Exception classes that are the user's fault: printed as one sentence, exit code 2 (every
+    package's user errors, ``ModelConfigError``, ``DataError``, ``PipelineError``..., are ``ValueError`` s)."""
     return (ValueError, FileNotFoundError, AssertionError)
+
+
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
+def _script_help(main):
+    """Make absl's ``--help`` describe the script: its module docstring and its flags (a console-script
+    wrapper is ``__main__``, which absl would otherwise describe, with no flags)."""
+    module = sys.modules.get(main.__module__)
+    main_module = sys.modules.get("__main__")
+    if module is None or module is main_module:
+        return
+    if main_module is not None and not main_module.__doc__:
+        main_module.__doc__ = module.__doc__
+    for flag in FLAGS.get_key_flags_for_module(module.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def run_main(main, positional=False):
     """``app.run`` around ``main``, turning user errors into one sentence and exit code 2.
 
     Positional arguments are refused unless ``positional`` (e.g. the files of kerasnets-bench).
+    ``--help`` lists the script's flags and exits 0; an unknown or malformed flag exits 2.
     """
+    ran = []
+
     def guarded(argv):
+        ran.append(True)
         if len(argv) > 1 and not positional:
             print(f"error: unexpected argument {argv[1]!r}; every option is a --flag.", file=sys.stderr)
             return 2
@@ -43,10 +140,11 @@ def run_main(main, positional=False):
         except user_errors() as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    _script_help(main)
     try:
         app.run(guarded)
     except SystemExit as e:
-        # absl exits 1 on an unknown or malformed flag; the scripts promise 2.
-        if e.code == 1:
-            sys.exit(2)
+        # absl exits 1 after --help and on an unknown or malformed flag; the scripts promise 0 and 2.
+        if e.code == 1 and not ran:
+            sys.exit(0 if any(a.split("=")[0] in HELP_FLAGS for a in sys.argv[1:]) else 2)
         raise

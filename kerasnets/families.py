@@ -39,7 +39,7 @@ def mobilenet_v2_spec(width=1.0, name=None, stages=MOBILENET_V2_STAGES):
             else:
                 blocks.append(Block("ir", out, 3, stride, mid=make_divisible(cin * t, 8), act="relu6"))
             cin = out
-    blocks.append(Block("conv", max(1280, ch(1280)), 1, 1, act="relu6"))
+    blocks.append(Block("conv", max(1280, ch(1280)), 1, 1, act="relu6", head=True))
     return ModelSpec(name or f"mobilenet_v2_{round(width * 100):03d}", tuple(blocks), Top("pool_fc", dropout=0.2))
 
 
@@ -162,7 +162,7 @@ def shufflenet_v2_spec(width=1.0, name=None, repeats=(4, 8, 4)):
     for c, n in zip(widths, repeats):
         for i in range(n):
             blocks.append(Block("shuffle_v2", c, 3, 2 if i == 0 else 1, act="relu"))
-    blocks.append(Block("conv", last, 1, 1, act="relu"))
+    blocks.append(Block("conv", last, 1, 1, act="relu", head=True))
     tag = f"{width:.1f}".replace(".", "_")
     return ModelSpec(name or f"shufflenet_v2_x{tag}", tuple(blocks), Top("pool_fc", dropout=0.0))
 
@@ -197,7 +197,7 @@ def _ghost_family_spec(kind, cfg, width, head_mult, name):
             mid = _div4(t * width)
             blocks.append(Block(kind, _div4(c * width), k, s, mid=mid, se=se,
                                 se_channels=_div4(mid * se) if se else 0, act="relu"))
-    blocks.append(Block("conv", _div4(cfg[-1][-1][1] * width * head_mult), 1, 1, act="relu"))
+    blocks.append(Block("conv", _div4(cfg[-1][-1][1] * width * head_mult), 1, 1, act="relu", head=True))
     return ModelSpec(name, tuple(blocks), Top("pool_conv_fc", channels=1280, act="relu", dropout=0.2))
 
 
@@ -238,7 +238,7 @@ def efficientnet_edgetpu_spec(variant="s", name=None):
             blocks.append(Block(kind, out, k, s if i == 0 else 1, mid=make_divisible(base * e, 8),
                                 act="relu", skip=not (stage == 0 and i == 0)))
             cin = out
-    blocks.append(Block("conv", ch(1280), 1, 1, act="relu"))
+    blocks.append(Block("conv", ch(1280), 1, 1, act="relu", head=True))
     return ModelSpec(name or f"efficientnet_edgetpu_{variant}", tuple(blocks), Top("pool_fc", dropout=dropout),
                      default_size=(size, size))
 
@@ -278,7 +278,8 @@ def mobilenet_v3_spec(size="large", width=1.0, name=None):
         out = ch(c)
         mid = make_divisible(cin * e, 8) if kind == "ir" else cin
         blocks.append(Block(kind, out, k, s, mid=mid if kind == "ir" else 0, se=se,
-                            se_channels=make_divisible(mid * se, 8) if se else 0, act=act))
+                            se_channels=make_divisible(mid * se, 8) if se else 0, act=act,
+                            head=kind == "conv"))  # the 960 / 576 1x1 conv
         cin = out
     return ModelSpec(name or f"mobilenet_v3_{size}_{round(width * 100):03d}", tuple(blocks),
                      Top("pool_conv_fc", channels=head, act="hard_swish", dropout=0.2))

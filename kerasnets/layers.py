@@ -11,24 +11,36 @@ from kerasnets.backend import keras, tf
 _register = keras.saving.register_keras_serializable(package="kerasnets")
 
 SHUFFLE_MODES = ("low_rank", "5d")
+SHUFFLE_ORDERS = ("groups_first", "groups_last")
 
 
 @_register
 class ChannelShuffle(keras.layers.Layer):
-    """ShuffleNet channel shuffle: channel ``g*k + i`` moves to ``i*groups + g``.
+    """ShuffleNet channel shuffle, in one of two orders (with k = C / groups):
 
-    ``mode="low_rank"`` (default) reshapes (N, H, W, C) to (N, H*W, groups, C/groups),
-    swaps the last two axes and reshapes back, so at batch 1 no tensor of the graph has
-    more than 3 non-unit dimensions (the Edge TPU's rule). ``mode="5d"`` is the textbook
-    form through (N, H, W, groups, C/groups), kept to show what the rule forbids.
+    * ``order="groups_first"`` (default): channels viewed as (groups, k), transposed and
+      flattened, so channel ``g*k + i`` moves to ``i*groups + g``. The paper's shuffle,
+      torchvision's ``channel_shuffle`` (ShuffleNet V2) and kerasnets' "tf" convention.
+    * ``order="groups_last"``: channels viewed as (k, groups), so channel ``i*groups + g``
+      moves to ``g*k + i``, the inverse permutation. Megvii's official ShuffleNet V1
+      (``x.reshape(b, k, groups, h, w).permute(0, 2, 1, 3, 4)``), the "torch" convention.
+
+    ``mode="low_rank"`` (default) reshapes (N, H, W, C) to (N, H*W, groups, k) (or
+    (N, H*W, k, groups)), swaps the last two axes and reshapes back, so at batch 1 no
+    tensor of the graph has more than 3 non-unit dimensions (the Edge TPU's rule).
+    ``mode="5d"`` is the textbook form through (N, H, W, groups, k), kept to show what
+    the rule forbids.
     """
 
-    def __init__(self, groups, mode="low_rank", **kwargs):
+    def __init__(self, groups, mode="low_rank", order="groups_first", **kwargs):
         super().__init__(**kwargs)
         if mode not in SHUFFLE_MODES:
             raise ValueError(f"ChannelShuffle mode {mode!r} is unknown; use one of {SHUFFLE_MODES}.")
+        if order not in SHUFFLE_ORDERS:
+            raise ValueError(f"ChannelShuffle order {order!r} is unknown; use one of {SHUFFLE_ORDERS}.")
         self.groups = int(groups)
         self.mode = mode
+        self.order = order
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -43,11 +55,12 @@ class ChannelShuffle(keras.layers.Layer):
         h = shape[1] if h is None else h
         w = shape[2] if w is None else w
         per_group = c // self.groups
+        view = [self.groups, per_group] if self.order == "groups_first" else [per_group, self.groups]
         if self.mode == "low_rank":
-            x = tf.reshape(inputs, [-1, h * w, self.groups, per_group])
+            x = tf.reshape(inputs, [-1, h * w] + view)
             x = tf.transpose(x, [0, 1, 3, 2])
         else:
-            x = tf.reshape(inputs, [-1, h, w, self.groups, per_group])
+            x = tf.reshape(inputs, [-1, h, w] + view)
             x = tf.transpose(x, [0, 1, 2, 4, 3])
         return tf.reshape(x, [-1, h, w, c])
 
@@ -55,7 +68,7 @@ class ChannelShuffle(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "groups": self.groups, "mode": self.mode}
+        return {**super().get_config(), "groups": self.groups, "mode": self.mode, "order": self.order}
 
 
 @_register

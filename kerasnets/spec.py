@@ -7,6 +7,8 @@ import dataclasses
 import math
 from typing import Optional, Tuple
 
+from kerasnets.errors import ModelConfigError
+
 
 def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
     """Round ``value`` to a multiple of ``divisor`` (never below ``round_limit`` of it).
@@ -37,7 +39,9 @@ class Block:
     group count of a ``conv`` or ``shuffle_v1`` block's grouped convs; ``group_width`` the
     channels per group of the spatial conv of ``ir`` and ``regnet_x`` blocks (0 means
     depthwise); ``se`` the squeeze-excite ratio (0 = none) with ``se_channels``
-    the reduced width; ``skip`` whether a residual is allowed when shapes match.
+    the reduced width; ``skip`` whether a residual is allowed when shapes match;
+    ``head`` marks the final 1x1 conv that widens the features for the classifier
+    (MobileNetV2's 1280 conv, ShuffleNet V2's conv5 ...), which feature endpoints skip.
     """
     kind: str
     out: int
@@ -53,6 +57,7 @@ class Block:
     skip: bool = True
     first_group_dense: bool = False  # ShuffleNet V1: dense first 1x1 of the first unit
     bias: bool = False
+    head: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,3 +90,39 @@ class ModelSpec:
         for block in self.blocks:
             stride *= block.stride
         return stride
+
+    def block_stages(self):
+        """Stage of every block: log2 of its output stride (the stride-2 stem is stage 1)."""
+        stages, stride = [], 1
+        for block in self.blocks:
+            stride *= block.stride
+            if stride & (stride - 1):
+                raise ModelConfigError(f"{self.name}: cumulative stride {stride} is not a power of 2; "
+                                 "use block strides of 1 or 2.")
+            stages.append(stride.bit_length() - 1)
+        return stages
+
+    def head_flags(self):
+        """Which blocks are the classifier's 1x1 head conv (skipped by feature endpoints).
+
+        Blocks marked ``head=True`` when any is; otherwise the default rule: the last
+        block is the head when it is a 1x1 stride-1 ``conv`` block after blocks of
+        another kind (e.g. AXSpine's 1280 conv).
+        """
+        flags = [b.head for b in self.blocks]
+        if not any(flags) and len(self.blocks) > 1:
+            last, prev = self.blocks[-1], self.blocks[-2]
+            flags[-1] = last.kind == "conv" and last.kernel == 1 and last.stride == 1 and prev.kind != "conv"
+        return flags
+
+    def feature_blocks(self):
+        """Level -> index of the block whose output is that feature endpoint.
+
+        Levels follow timm's ``out_indices``: level ``i`` is reduction ``2 ** (i + 1)``
+        (0 -> /2 ... 4 -> /32); its endpoint is the last non-head block of that stage.
+        """
+        ends = {}
+        for index, (stage, head) in enumerate(zip(self.block_stages(), self.head_flags())):
+            if stage >= 1 and not head:
+                ends[stage - 1] = index
+        return ends

@@ -2,12 +2,13 @@
 import dataclasses
 import difflib
 import functools
+import inspect
 import json
 import os
 
 from kerasnets import families
 from kerasnets.backend import keras
-from kerasnets.builder import BuildOptions, build_model
+from kerasnets.builder import BuildOptions, build_model, feature_info
 from kerasnets.errors import ModelConfigError
 
 
@@ -23,7 +24,33 @@ class ModelEntry:
     tunable: tuple = ()
 
     def spec(self, **kwargs):
-        return self.spec_fn(**{**self.spec_kwargs, **kwargs, "name": self.name})
+        """The spec, named for what it is: the registry name, or with overrides that change
+        the model the family's own name for them (``shufflenet_v1_g2_x1_0``) plus a suffix
+        for overrides that name does not show (``axspine_middle_alignment8``)."""
+        defaults = {k: p.default for k, p in inspect.signature(self.spec_fn).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        base = {**defaults, **self.spec_kwargs}
+        args = {**self.spec_kwargs, **kwargs}
+        changed = {k: v for k, v in kwargs.items() if not _same(base.get(k), v)}
+        if not changed:
+            return self.spec_fn(**args, name=self.name)
+        own = self.spec_fn(**args).name
+        hidden = {k: v for k, v in changed.items() if self.spec_fn(**{**args, k: base.get(k)}).name == own}
+        suffix = "".join(f"_{k}{_name_fragment(v)}" for k, v in sorted(hidden.items()))
+        return self.spec_fn(**args, name=own + suffix)
+
+
+def _same(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return tuple(a) == tuple(b)
+    return a == b
+
+
+def _name_fragment(value):
+    """A model-name fragment for an override value: 8 -> '8', 1.25 -> '1_25', (2, 2) -> '2x2'."""
+    if isinstance(value, (list, tuple)):
+        return "x".join(_name_fragment(v) for v in value)
+    return f"{value:g}".replace(".", "_") if isinstance(value, float) else str(value)
 
 
 _REGISTRY = {}
@@ -112,8 +139,12 @@ def _check_input_shape(name, input_shape, min_size):
                                    f"use at least {min_size}x{min_size}.")
 
 
-def get_model(name, input_shape=None, classes=1000, include_top=True, pooling=None, weights=None,
-              input_tensor=None, classifier_activation="softmax", **overrides):
+_DEFAULT = object()  # include_top left at its default (True, or no top with features_only)
+
+
+def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, pooling=None, weights=None,
+              input_tensor=None, classifier_activation="softmax", features_only=False,
+              out_indices=(1, 2, 3, 4), **overrides):
     """Build registry model ``name`` as a functional ``tf_keras.Model``.
 
     Args:
@@ -121,15 +152,26 @@ def get_model(name, input_shape=None, classes=1000, include_top=True, pooling=No
       input_shape: (height, width, channels); defaults to the published input size.
         Any height/width >= the network's total stride (32) works, square or not.
       classes: classifier width (with ``include_top``).
-      include_top: add the classifier; without it the output is the last feature map.
+      include_top: add the classifier (default True); without it the output is the last
+        feature map.
       pooling: without the top, ``"avg"`` or ``"max"`` global pooling of the features.
-      weights: None (random initialisation) or a path to weights saved by Keras.
+      weights: None (random initialisation), a path to weights saved by Keras, or a checkpoint
+        to import (see :func:`kerasnets.load_weights`: timm / torchvision / Megvii
+        ``.safetensors`` / ``.pth``, a timm snapshot folder, ``hf://timm/<model>.<tag>``, a
+        Keras Applications ``.h5``); the model is then built in the checkpoint's convention.
       input_tensor: an existing Keras tensor to build on (its shape wins).
       classifier_activation: activation of the ``predictions`` layer (``None`` for logits).
-      **overrides: build options ``group_conv`` ("native" | "split"), ``shuffle``
-        ("low_rank" | "5d"), ``bn_epsilon``, ``bn_momentum``, plus the family's
-        tunable arguments (e.g. ``groups`` for ShuffleNet V1, ``channels_per_group`` and
-        ``alignment`` for AXSpine, ``width`` for GhostNet/RepGhostNet).
+      features_only: build a feature extractor instead (as timm's ``features_only``): no
+        top, one output per level of ``out_indices``; see :func:`kerasnets.feature_info`.
+      out_indices: feature levels with ``features_only``: level ``i`` is the output of the
+        last block at reduction ``2 ** (i + 1)`` (0 -> /2, 1 -> /4 ... 4 -> /32), the
+        classifier's 1x1 head conv excluded.
+      **overrides: build options ``convention`` ("tf" | "torch", see
+        :class:`kerasnets.builder.BuildOptions`), ``group_conv`` ("native" | "split"),
+        ``shuffle`` ("low_rank" | "5d"), ``bn_epsilon``, ``bn_momentum``, plus the
+        family's tunable arguments (e.g. ``groups`` for ShuffleNet V1,
+        ``channels_per_group`` and ``alignment`` for AXSpine, ``width`` for
+        GhostNet/RepGhostNet). A model built with tunable overrides is named for them.
     """
     entry = _entry(name)
     options = {k: overrides.pop(k) for k in list(overrides) if k in BUILD_OPTIONS}
@@ -139,12 +181,29 @@ def get_model(name, input_shape=None, classes=1000, include_top=True, pooling=No
                                f"{sorted(BUILD_OPTIONS + entry.tunable)}.")
     if pooling not in (None, "avg", "max"):
         raise ModelConfigError(f"pooling={pooling!r} is unknown; use None, 'avg' or 'max'.")
+    if features_only:
+        if include_top is True:
+            raise ModelConfigError("include_top=True conflicts with features_only=True, which builds no "
+                                   "classifier; drop include_top or pass include_top=False.")
+        if pooling is not None:
+            raise ModelConfigError(f"pooling={pooling!r} does not apply with features_only=True, whose outputs "
+                                   "are feature maps; pool them yourself or drop pooling.")
+        include_top = False
+    elif include_top is _DEFAULT:
+        include_top = True
     if include_top and (int(classes) != classes or classes < 1):
         raise ModelConfigError(f"classes={classes!r} must be a positive integer.")
+    spec = entry.spec(**overrides)
+    if weights is not None:
+        from kerasnets import checkpoints  # timm / torchvision / Megvii / Keras Applications checkpoints
+        if checkpoints.is_checkpoint(weights):  # built in the checkpoint's convention, then imported
+            return checkpoints.model_with_weights(
+                get_model, name, weights, spec, {**options, **overrides}, input_shape=input_shape,
+                classes=classes, include_top=include_top, pooling=pooling, input_tensor=input_tensor,
+                classifier_activation=classifier_activation, features_only=features_only, out_indices=out_indices)
     if weights is not None and not os.path.exists(str(weights)):
         raise ModelConfigError(f"weights={weights!r} is not a file; pass None or the path of saved weights "
                                "(no weights are downloaded).")
-    spec = entry.spec(**overrides)
     if input_tensor is not None:
         if not keras.backend.is_keras_tensor(input_tensor):
             raise ModelConfigError(f"input_tensor={input_tensor!r} is not a Keras tensor; pass keras.Input(...).")
@@ -155,9 +214,12 @@ def get_model(name, input_shape=None, classes=1000, include_top=True, pooling=No
     _check_input_shape(name, input_shape, spec.total_stride)
     inputs = input_tensor if input_tensor is not None else keras.Input(input_shape, name="input")
     model = build_model(spec, inputs, include_top=include_top, classes=int(classes), pooling=pooling,
-                        classifier_activation=classifier_activation, options=BuildOptions(**options))
+                        classifier_activation=classifier_activation, options=BuildOptions(**options),
+                        out_indices=out_indices if features_only else None)
     if weights is not None:
         model.load_weights(weights)
+    if features_only:
+        model.feature_info = feature_info(model)  # convenience copy; kerasnets.feature_info(model) after load
     return model
 
 
@@ -167,14 +229,16 @@ def _family(name_fn, base):
     ``name_fn(*args, **overrides)`` returns (registry name, overrides); a name that is not
     registered (an unlisted width or group count) is built from ``base`` with the overrides.
     """
-    def constructor(*args, input_shape=None, classes=1000, include_top=True, pooling=None, weights=None,
-                    input_tensor=None, classifier_activation="softmax", **overrides):
+    def constructor(*args, input_shape=None, classes=1000, include_top=_DEFAULT, pooling=None, weights=None,
+                    input_tensor=None, classifier_activation="softmax", features_only=False,
+                    out_indices=(1, 2, 3, 4), **overrides):
         name, extra = name_fn(*args, **overrides)
         if name not in _REGISTRY and base:
             name = base
         return get_model(name, input_shape=input_shape, classes=classes, include_top=include_top,
                          pooling=pooling, weights=weights, input_tensor=input_tensor,
-                         classifier_activation=classifier_activation, **extra)
+                         classifier_activation=classifier_activation, features_only=features_only,
+                         out_indices=out_indices, **extra)
     return constructor
 
 

@@ -7,12 +7,13 @@ import json
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 import kerasnets
+from kerasnets.cli import define_flags, run_main
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
+define_flags("json")
 flags.DEFINE_list("models", [], "Registry names to include (default: all).")
 
 
@@ -65,7 +66,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main)
 
 
 if __name__ == "__main__":

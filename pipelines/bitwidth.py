@@ -13,12 +13,12 @@ TFLite; since BN folding scales whole channels, each channel of the int8 kernel 
 at most ``2^b - 1`` distinct values, so the weights are representable with the planned bits.
 The plan (JSON: layer -> bits) travels beside the artifact.
 """
-import json
-import os
-
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 from kerasnets.backend import keras, tf
+from kerasnets.heads import float_head_layer_names
+from kerasnets.io import write_json
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from pipelines import qat
 from pipelines.errors import ConfigError
@@ -119,7 +119,7 @@ class LearnedBitsScheme(qat.KerasnetsQuantizeScheme):
 
 def quantize_model_learned_bits(model, float_head=False):
     """A QAT model whose kernels have learned bit-widths (activations 8 bit)."""
-    head = set(qat.head_layer_names(model)) if float_head else set()
+    head = set(float_head_layer_names(model)) if float_head else set()
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
     def clone(layer):
@@ -230,16 +230,11 @@ def snap_to_plan(float_model, plan):
 
 def write_plan(path, plan, summary, extra=None):
     """Write the plan JSON atomically: ``{"plan": {layer: bits}, "summary": {...}}``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump({"plan": plan, "summary": summary, **(extra or {})}, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, {"plan": plan, "summary": summary, **(extra or {})})
 
 
 def tflite_levels_per_channel(content, layer_name):
     """Max number of distinct int8 values per channel of the TFLite kernel tensor(s) of a layer."""
-    from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_content=content)
     worst = 0
     for d in interpreter.get_tensor_details():

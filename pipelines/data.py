@@ -1,161 +1,24 @@
-"""Datasets: Fashion-MNIST (IDX files), image folders and TFRecords, and tf.data pipelines.
+"""Training data: ``tf.data`` pipelines, train/test splits and TFRecord writing.
 
-Every loader returns a :class:`DataSplit` of in-memory numpy arrays (images uint8 or
-float, labels int), checked by :func:`validate_split`; :func:`make_dataset` turns a split
+The readers (Fashion-MNIST IDX files, image folders, TFRecords), :class:`DataSplit`, the
+checks and the preprocessing live in :mod:`kerasnets.datasets` (export needs them too and
+must not import pipelines); they are re-exported here. :func:`make_dataset` turns a split
 into a ``tf.data.Dataset`` of normalised float32 NHWC images at the model input size.
-
-The normalisation is a plain dict, ``{"mean": [..3..], "std": [..3..]}``, applied to pixel
-values in [0, 255] as ``(x - mean) / std``. It is saved beside checkpoints and written
-into every exported artifact's manifest, so a deployed model knows its input scale.
 """
-import dataclasses
-import gzip
 import os
 
 import numpy as np
 
 from kerasnets.backend import tf
-from pipelines.errors import DataError
+from kerasnets.datasets import (DEFAULT_NORMALIZATION, FASHION_MNIST_CLASSES, IMAGE_EXTENSIONS, DataSplit,
+                                calibration_images, check_normalization, find_fashion_mnist, load_fashion_mnist,
+                                load_image_folder, load_split, load_tfrecord, preprocess, read_idx, validate_split)
+from kerasnets.errors import DataError
 
-#: Where Debian's ``dataset-fashion-mnist`` puts the gzipped IDX files.
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-#: The Keras download cache (``keras.datasets.fashion_mnist.load_data``).
-KERAS_FASHION_MNIST = os.path.join(os.path.expanduser("~"), ".keras", "datasets", "fashion-mnist")
-FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
-                         "sneaker", "bag", "ankle boot")
-_FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-                  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-
-#: Pixels [0, 255] -> [-1, 1], the zoo's convention.
-DEFAULT_NORMALIZATION = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-
-
-@dataclasses.dataclass
-class DataSplit:
-    """One split in memory: ``images`` (N, H, W) or (N, H, W, C), ``labels`` (N,), class names."""
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple
-    source: str = ""
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    def __len__(self):
-        return int(self.labels.shape[0])
-
-    def take(self, count, seed=None):
-        """The first ``count`` examples (a seeded random subset when ``seed`` is given)."""
-        count = min(int(count), len(self))
-        if seed is None:
-            idx = np.arange(count)
-        else:
-            idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:count])
-        return DataSplit(self.images[idx], self.labels[idx], self.class_names, self.source)
-
-
-# ----------------------------------------------------------------------------- readers
-
-def read_idx(path):
-    """Read an IDX file (gzipped or not) into a numpy array, checking its header."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read IDX file {path}: {e}; re-install the dataset.") from e
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise DataError(f"{path} is not an IDX file (bad magic number); re-install the dataset.")
-    dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != expected:
-        raise DataError(f"{path} holds {len(data)} bytes but its header announces {expected}; "
-                        "the file is truncated, re-install the dataset.")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def find_fashion_mnist(data_dir=None):
-    """The folder holding the four Fashion-MNIST IDX files, or a :class:`DataError`."""
-    candidates = [data_dir] if data_dir else [DEBIAN_FASHION_MNIST, KERAS_FASHION_MNIST]
-    for folder in candidates:
-        if folder and all(os.path.exists(os.path.join(folder, f)) for pair in _FASHION_FILES.values()
-                          for f in pair):
-            return folder
-    if data_dir:
-        raise DataError(f"Fashion-MNIST files are not in {data_dir}; pass a folder holding "
-                        f"{', '.join(_FASHION_FILES['train'] + _FASHION_FILES['test'])}.")
-    raise DataError(f"Fashion-MNIST is in neither {DEBIAN_FASHION_MNIST} nor {KERAS_FASHION_MNIST}; install it "
-                    "with 'apt-get install dataset-fashion-mnist' or run keras.datasets.fashion_mnist.load_data() "
-                    "once (nothing is downloaded at run time).")
-
-
-def load_fashion_mnist(split="train", data_dir=None):
-    """Fashion-MNIST ``train`` (60000) or ``test`` (10000) as a :class:`DataSplit` of 28x28 uint8."""
-    if split not in _FASHION_FILES:
-        raise DataError(f"Fashion-MNIST split {split!r} is unknown; use 'train' or 'test'.")
-    folder = find_fashion_mnist(data_dir)
-    image_file, label_file = _FASHION_FILES[split]
-    images = read_idx(os.path.join(folder, image_file))
-    labels = read_idx(os.path.join(folder, label_file)).astype(np.int64)
-    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise DataError(f"Fashion-MNIST {split} in {folder} has images {images.shape} and labels {labels.shape}, "
-                        "which do not pair up; re-install the dataset.")
-    return validate_split(DataSplit(images, labels, FASHION_MNIST_CLASSES, f"fashion_mnist:{split}:{folder}"))
-
-
-def _decode(content, label, image_size):
-    try:
-        image = tf.io.decode_image(content, expand_animations=False).numpy()
-    except tf.errors.OpError as e:
-        raise DataError(f"{label} is not a decodable image ({e.message.splitlines()[0]}); remove or re-save it.") \
-            from None
-    if image_size is not None and tuple(image.shape[:2]) != tuple(image_size):
-        image = tf.cast(tf.round(tf.image.resize(image, image_size)), tf.uint8).numpy()
-    return image
-
-
-def _stack(images, origin):
-    channels = {im.shape[-1] for im in images}
-    if len(channels) > 1:  # mixed grey and colour: make everything RGB
-        images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im[..., :3] for im in images]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise DataError(f"images in {origin} have different sizes ({sorted(shapes)[:3]}...); "
-                        "pass image_size=(height, width) to resize them on load.")
-    return np.stack(images)
-
-
-def load_image_folder(directory, image_size=None, class_names=None):
-    """Images in class sub-folders (the Keras convention): ``directory/<class>/<image>``.
-
-    Classes are the sorted sub-folder names (or ``class_names``, to keep a training split's
-    label order for its validation split). ``image_size=(h, w)`` resizes on load.
-    """
-    if not os.path.isdir(directory):
-        raise DataError(f"image folder {directory!r} does not exist; pass a folder of class sub-folders.")
-    found = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
-    classes = tuple(class_names) if class_names else tuple(found)
-    images, labels = [], []
-    for index, name in enumerate(classes):
-        folder = os.path.join(directory, name)
-        if not os.path.isdir(folder):
-            continue
-        for fname in sorted(os.listdir(folder)):
-            if fname.lower().endswith(IMAGE_EXTENSIONS):
-                path = os.path.join(folder, fname)
-                with open(path, "rb") as f:
-                    images.append(_decode(f.read(), path, image_size))
-                labels.append(index)
-    if not images:
-        raise DataError(f"image folder {directory!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in class "
-                        "sub-folders; put each class's images in directory/<class name>/.")
-    return validate_split(DataSplit(_stack(images, directory), np.asarray(labels, np.int64), classes, directory))
+__all__ = ["DEFAULT_NORMALIZATION", "FASHION_MNIST_CLASSES", "IMAGE_EXTENSIONS", "DataSplit", "calibration_images",
+           "check_normalization", "find_fashion_mnist", "load_fashion_mnist", "load_image_folder", "load_split",
+           "load_tfrecord", "load_train_test", "make_dataset", "preprocess", "read_idx", "validate_split",
+           "write_tfrecord"]
 
 
 def write_tfrecord(path, images, labels):
@@ -170,53 +33,6 @@ def write_tfrecord(path, images, labels):
                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))}
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     os.replace(tmp, path)
-
-
-def load_tfrecord(paths, class_names=None, num_classes=None, image_size=None, image_key="image", label_key="label"):
-    """TFRecord files of ``tf.train.Example`` with an encoded image (``image_key``) and an int64 label."""
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    expanded = []
-    for p in paths:
-        matches = tf.io.gfile.glob(p)
-        if not matches:
-            raise DataError(f"TFRecord path {p!r} matches no file; pass existing .tfrecord files.")
-        expanded.extend(sorted(matches))
-    spec = {image_key: tf.io.FixedLenFeature([], tf.string), label_key: tf.io.FixedLenFeature([], tf.int64)}
-    images, labels = [], []
-    try:
-        for i, record in enumerate(tf.data.TFRecordDataset(expanded)):
-            example = tf.io.parse_single_example(record, spec)
-            images.append(_decode(example[image_key], f"record {i} of {expanded[0]}...", image_size))
-            labels.append(int(example[label_key]))
-    except tf.errors.OpError as e:
-        raise DataError(f"cannot read TFRecords {expanded}: {e.message.splitlines()[0]}; pass files of "
-                        f"tf.train.Example with '{image_key}' (encoded image) and '{label_key}' (int64).") from None
-    if not images:
-        raise DataError(f"TFRecord files {expanded} hold no examples; pass non-empty files.")
-    labels = np.asarray(labels, np.int64)
-    if class_names is None:
-        n = num_classes or int(labels.max()) + 1
-        class_names = tuple(str(i) for i in range(n))
-    return validate_split(DataSplit(_stack(images, expanded[0]), labels, tuple(class_names), ",".join(expanded)))
-
-
-def load_split(source, split="train", image_size=None, class_names=None, num_classes=None):
-    """One loader for the three sources.
-
-    ``source`` is ``fashion_mnist`` (optionally ``fashion_mnist:/folder``), a folder of class
-    sub-folders (with ``split`` sub-folders ``train``/``test`` if present), or a TFRecord
-    path or glob (``{split}`` in it is replaced by the split name).
-    """
-    if source == "fashion_mnist" or source.startswith("fashion_mnist:"):
-        return load_fashion_mnist(split, source.split(":", 1)[1] if ":" in source else None)
-    if "{split}" in source:
-        source = source.replace("{split}", split)
-    if os.path.isdir(source):
-        sub = os.path.join(source, split)
-        return load_image_folder(sub if os.path.isdir(sub) else source, image_size, class_names)
-    if source.endswith((".tfrecord", ".tfrecords", ".tfrec")) or "*" in source:
-        return load_tfrecord(source, class_names, num_classes, image_size)
-    raise DataError(f"data source {source!r} is not 'fashion_mnist', a folder or a .tfrecord path; pass one of those.")
 
 
 def load_train_test(source, image_size=None, train_subset=0, test_subset=0, seed=0, holdout_fraction=0.2):
@@ -249,60 +65,7 @@ def load_train_test(source, image_size=None, train_subset=0, test_subset=0, seed
     return tr, va
 
 
-# ----------------------------------------------------------------------------- checks
-
-def validate_split(split, num_classes=None, what="dataset"):
-    """Check a split and return it: not empty, images 3-D/4-D with 1 or 3 channels, uint8 or
-    float, labels integers in [0, num_classes), no NaN or Inf. Raises :class:`DataError`."""
-    images, labels = np.asarray(split.images), np.asarray(split.labels)
-    num_classes = num_classes or split.num_classes
-    if images.shape[:1] == (0,) or labels.size == 0:
-        raise DataError(f"the {what} is empty ({split.source or 'no source'}); pass a split with at least one image.")
-    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-        raise DataError(f"{what} images have shape {images.shape}; expected (N, H, W) grey or (N, H, W, 1|3).")
-    if not (images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)):
-        raise DataError(f"{what} images have dtype {images.dtype}; expected uint8 or float pixel values in [0, 255].")
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{what} has {images.shape[0]} images but labels of shape {labels.shape}; "
-                        "pass one integer label per image.")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{what} labels have dtype {labels.dtype}; expected integer class indices.")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise DataError(f"{what} labels span [{labels.min()}, {labels.max()}] but the head has {num_classes} "
-                        f"classes; use labels in [0, {num_classes - 1}] or a head with more classes.")
-    if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
-        bad = int(np.sum(~np.all(np.isfinite(images.reshape(images.shape[0], -1)), axis=1)))
-        raise DataError(f"{what} contains NaN or Inf in {bad} image(s); clean or drop them before training.")
-    return DataSplit(images, labels.astype(np.int64), tuple(split.class_names), split.source)
-
-
-def check_normalization(normalization):
-    """Return the normalisation dict with 3-element float lists; :class:`DataError` if malformed."""
-    try:
-        mean = [float(v) for v in np.broadcast_to(np.asarray(normalization["mean"], float), (3,))]
-        std = [float(v) for v in np.broadcast_to(np.asarray(normalization["std"], float), (3,))]
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"normalization {normalization!r} is not {{'mean': [..], 'std': [..]}}; pass that form.") \
-            from e
-    if min(std) <= 0 or not np.all(np.isfinite(mean + std)):
-        raise DataError(f"normalization std {std} must be positive and finite.")
-    return {"mean": mean, "std": std}
-
-
 # ----------------------------------------------------------------------------- tf.data
-
-def preprocess(images, input_size, normalization=DEFAULT_NORMALIZATION):
-    """Tensor ops: to float, resize to ``input_size`` (h, w), grey -> 3 channels, normalise."""
-    norm = check_normalization(normalization)
-    x = tf.cast(images, tf.float32)
-    if x.shape.rank == 3:
-        x = x[..., None]
-    if tuple(x.shape[1:3]) != tuple(input_size):
-        x = tf.image.resize(x, input_size, method="bilinear")
-    if x.shape[-1] == 1:
-        x = tf.tile(x, [1, 1, 1, 3])
-    return (x - tf.constant(norm["mean"], tf.float32)) / tf.constant(norm["std"], tf.float32)
-
 
 def _augment(x, seed, pad):
     x = tf.image.random_flip_left_right(x, seed=seed)
@@ -350,17 +113,3 @@ def make_dataset(split, input_size, batch_size, training=False, seed=0, augment=
         return x, y
     ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-
-
-def calibration_images(split, input_size, count, normalization=DEFAULT_NORMALIZATION, seed=0):
-    """``count`` preprocessed images (N, h, w, 3) float32 drawn at random from a real split.
-
-    Raises :class:`DataError` when the split has fewer images than asked, or NaN/Inf.
-    """
-    split = validate_split(split, what="calibration data")
-    if count > len(split):
-        raise DataError(f"calibration asks for {count} images but the data has only {len(split)}; "
-                        "lower the calibration count or pass more images.")
-    subset = split.take(count, seed=seed)
-    images = subset.images if subset.images.ndim == 4 else subset.images[..., None]
-    return preprocess(images, input_size, normalization).numpy()

@@ -1,16 +1,16 @@
 """User-facing errors of pipelines: one sentence naming the bad value and the fix.
 
 Scripts catch :class:`PipelineError` (and the other packages' ``ValueError`` subclasses)
-at the boundary and exit with status 2.
+at the boundary and exit with status 2. :class:`DataError` is :class:`kerasnets.errors.DataError`
+(the dataset readers live in :mod:`kerasnets.datasets`), re-exported here.
 """
+from kerasnets.errors import DataError
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "PipelineError"]
 
 
 class PipelineError(ValueError):
     """Base class of every user error raised by pipelines."""
-
-
-class DataError(PipelineError):
-    """A dataset that cannot be used: missing, empty, wrong shape or dtype, bad labels, NaN/Inf."""
 
 
 class CheckpointError(PipelineError):

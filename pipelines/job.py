@@ -19,6 +19,9 @@ import time
 import numpy as np
 
 import kerasnets
+from export import cost, partition, profiles, report, runtime, tflite
+from kerasnets.host import cpu_name
+from kerasnets.io import atomic_write, plain
 from pipelines import data as data_lib
 from pipelines import evaluate, qat, train
 from pipelines.errors import ConfigError
@@ -47,7 +50,7 @@ class JobConfig:
     calibration_count: int = 200
     partition_profile: str = "edgetpu_usb"
     partition_policy: str = "float_head"
-    bench_runs: int = 500
+    bench_runs: int = 100
     threads: int = 1
     seed: int = 0
     verbose: int = 2
@@ -69,8 +72,9 @@ class JobConfig:
         if self.model not in kerasnets.list_models():
             raise ConfigError(f"model {self.model!r} is not in the zoo; pick one of kerasnets.list_models() "
                               "(kerasnets-zoo lists them).")
-        from export import profiles
         profiles.load_profile(self.partition_profile)
+        if self.partition_policy not in partition.POLICIES:
+            raise ConfigError(f"partition policy {self.partition_policy!r} is unknown; use one of {partition.POLICIES}.")
         return self
 
     def train_config(self):
@@ -101,8 +105,7 @@ class _Run:
         return None
 
     def finish(self, step, result):
-        from export.tflite import atomic_write
-        atomic_write(self.step_file(step), json.dumps(result, indent=1, default=_plain) + "\n")
+        atomic_write(self.step_file(step), json.dumps(result, indent=1, default=plain) + "\n")
         return result
 
     def cached(self, key, make):
@@ -169,10 +172,6 @@ class _Run:
         return self.cached("partition_model", lambda: kerasnets.deploy(self.partition_source()))
 
 
-def _plain(o):
-    return o.item() if hasattr(o, "item") else str(o)
-
-
 def load_splits(config):
     """(train, test) splits of ``config.dataset``; a folder without ``test/`` gets a seeded hold-out."""
     return data_lib.load_train_test(config.dataset, tuple(config.input_size), config.train_subset,
@@ -196,7 +195,6 @@ def _check_resume(config, out_dir, restart):
             raise ConfigError(f"{out_dir} holds a run with {k}={theirs.get(k)!r}, not {mine_cmp[k]!r}; "
                               "use another --out (or --name), or --restart to discard it.")
         return True
-    from export.tflite import atomic_write
     atomic_write(path, json.dumps({"config": mine, "command": " ".join(sys.argv)}, indent=1) + "\n")
     return False
 
@@ -226,7 +224,6 @@ def _quantize(run):
 
 
 def _export(run):
-    from export import tflite
     c = run.config
     tr, _ = run.splits()
     images = run.calibration()
@@ -244,7 +241,6 @@ def _export(run):
 
 
 def _partition(run):
-    from export import partition
     c = run.config
     model = run.partition_model()
     plan = partition.partition_for_profile(model, c.partition_profile, policy=c.partition_policy)
@@ -264,7 +260,6 @@ def _partition(run):
 
 
 def _verify(run):
-    from export import partition, runtime
     c = run.config
     x, labels = run.test_images()
     sample = x[:64]
@@ -301,7 +296,6 @@ def _top1(scores, labels):
 
 
 def _benchmark(run):
-    from export import partition, runtime
     c = run.config
     exported = run.done("export")
     paths = {mode: run.path(exported[mode]["file"]) for mode in ("float32", "int8")}
@@ -316,17 +310,11 @@ def _benchmark(run):
                                             "quantize/dequantize at the boundary")
     out["int8_speedup"] = timed["float32"]["median_ms"] / timed["int8"]["median_ms"]
     out["threads"] = c.threads
-    out["cpu"] = _cpu_name()
+    out["cpu"] = cpu_name()
     return out
 
 
-def _cpu_name():
-    from export import calibrate
-    return calibrate._cpu_name()
-
-
 def _estimate(run):
-    from export import cost, profiles
     model = kerasnets.deploy(run.float_model())
     out = {}
     for name in profiles.list_profiles():
@@ -349,7 +337,6 @@ def _estimate(run):
 
 
 def _report(run):
-    from export import report
     summary = build_summary(run)
     report.write_report(summary, run.out)
     return {"summary": "summary.json", "report": "report.md", "plots": summary["plots"]}

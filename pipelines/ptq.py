@@ -8,18 +8,13 @@ through TFLite's ``QuantizationDebugger``.
 import csv
 import io
 import math
-import os
-import tempfile
 
 import numpy as np
 
-import kerasnets
 from export import tflite as tflite_export
 from kerasnets.backend import tf
 from pipelines import data as data_lib
 from pipelines.errors import ConfigError, DataError
-
-IO_TYPES = ("int8", "uint8", "float32")
 
 
 def _calibration(model, calibration, count, normalization, seed):
@@ -52,31 +47,13 @@ def quantize_post_training(model, calibration, count=200, per_channel=True, io_t
       per_channel: per-channel weight scales (default) or per-tensor.
       io_type: ``int8`` (default), ``uint8`` or ``float32`` model input/output.
     """
-    if io_type not in IO_TYPES:
-        raise ConfigError(f"io_type {io_type!r} is unknown; use one of {IO_TYPES}.")
+    if io_type not in tflite_export.IO_TYPES:
+        raise ConfigError(f"io_type {io_type!r} is unknown; use one of {tflite_export.IO_TYPES}.")
     if count < 1:
         raise ConfigError(f"calibration count {count} must be at least 1.")
     images = _calibration(model, calibration, count, normalization, seed)
     return tflite_export.convert(model, "int8", representative_data=images, calibration_count=count,
                                  io_type=io_type, per_channel=per_channel)
-
-
-def _converter(model, images, per_channel):
-    deployed = kerasnets.deploy(model)
-    shape = tuple(deployed.input_shape[1:])
-    fn = tf.function(lambda x: deployed(x, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec((1,) + shape, tf.float32))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], deployed)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-
-    def representative():
-        for image in images:
-            yield [image[None]]
-    converter.representative_dataset = representative
-    if not per_channel:
-        converter._experimental_disable_per_channel = True  # noqa: SLF001 (the converter's only switch)
-    return converter, representative
 
 
 def debug_report(model, calibration, count=64, per_channel=True, normalization=data_lib.DEFAULT_NORMALIZATION,
@@ -89,8 +66,10 @@ def debug_report(model, calibration, count=64, per_channel=True, normalization=d
     ``mean_error`` (bias).
     """
     images = _calibration(model, calibration, count, normalization, seed)
-    converter, representative = _converter(model, images, per_channel)
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
+    converter = tflite_export.make_converter(model, "int8", representative_data=images, calibration_count=len(images),
+                                             io_type="float32", per_channel=per_channel)
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
+                                                         debug_dataset=converter.representative_dataset)
     debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
@@ -123,18 +102,3 @@ def save_tflite(path, content, model_name, normalization=data_lib.DEFAULT_NORMAL
     return tflite_export.write_artifact(path, content, model_name, "int8",
                                         normalization=data_lib.check_normalization(normalization),
                                         labels=list(labels) if labels is not None else None, extra=extra)
-
-
-def atomic_write_text(path, text):
-    """Write text atomically (temporary file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -31,6 +31,7 @@ import contextlib
 
 from kerasnets import layers as kn_layers
 from kerasnets.backend import keras, tf
+from kerasnets.heads import float_head_layer_names
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after kerasnets.backend: Keras 2)
 from tensorflow_model_optimization.python.core.quantization.keras import quantizers as tfmot_quantizers
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
@@ -40,7 +41,6 @@ from pipelines.errors import ConfigError
 
 L = keras.layers
 MODES = ("full", "weights")
-POOL_TYPES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "AdaptiveAveragePooling2D")
 
 
 class DepthwiseKernelQuantizer(tfmot_quantizers.LastValueQuantizer):
@@ -186,38 +186,21 @@ def quantize_scope():
         yield
 
 
-def head_layer_names(model):
-    """Names of the classifier head: the global pool and every layer after it.
-
-    Found by walking back from the output through single-input layers until a global
-    (or adaptive) pooling layer; empty when the model has no pooled head.
-    """
-    names, layer = [], model.layers[-1]
-    while True:
-        names.append(layer.name)
-        if type(layer).__name__ in POOL_TYPES:
-            return names
-        inbound = layer._inbound_nodes[0].inbound_layers if layer._inbound_nodes else []  # noqa: SLF001
-        inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
-        if len(inbound) != 1 or isinstance(inbound[0], L.InputLayer):
-            return []
-        layer = inbound[0]
-
-
 def quantize_model(model, float_head=False, mode="full", per_channel=True):
     """A tfmot QAT model (``QuantizeWrapperV2`` layers) of a float zoo model, weights copied.
 
     Args:
       model: a float functional Keras model (train or deploy form).
-      float_head: keep the classifier head (global pool onward) float, quantize the backbone
-        only (the paper's NPU/CPU split).
+      float_head: keep the classifier head float (:func:`kerasnets.heads.float_head_layer_names`:
+        what follows the global pool, the cut the partitioner's ``float_head`` policy uses),
+        quantize the backbone and the pool (the paper's NPU/CPU split).
       mode: ``full`` (weights and activations, 8 bit) or ``weights`` (weights only).
       per_channel: per-channel weight ranges (default) or per-tensor.
     """
     if mode not in MODES:
         raise ConfigError(f"QAT mode {mode!r} is unknown; use one of {MODES}.")
     annotate = tfmot.quantization.keras.quantize_annotate_layer
-    head = set(head_layer_names(model)) if float_head else set()
+    head = set(float_head_layer_names(model)) if float_head else set()
     if float_head and not head:
         raise ConfigError(f"model {model.name!r} has no pooled classifier head to keep float; "
                           "build it with include_top=True or drop float_head.")

@@ -12,9 +12,9 @@ checkpointed every epoch, evaluated on the validation split):
 interrupted one. The last model is converted to int8 TFLite and evaluated in LiteRT.
 """
 import dataclasses
-import json
 import os
 
+from kerasnets.io import write_json
 from pipelines import bitwidth, evaluate, ptq, qat, train
 
 STAGES = ("float", "weights", "weights+activations", "finetune")
@@ -94,7 +94,7 @@ def run_staged(config, train_split, val_split, output_dir, qat_epochs=1, qat_lea
                         extra={"stages": rows, "float_head": float_head})
         result["tflite"] = {"path": path, **(evaluate.evaluate_tflite(content, val_split, norm)
                                              if val_split is not None else {})}
-    _write_json(os.path.join(output_dir, "staged.json"), result)
+    write_json(os.path.join(output_dir, "staged.json"), result)
     return result
 
 
@@ -172,13 +172,3 @@ class _LazyTracker(bitwidth.BitsTracker):
     def on_train_begin(self, logs=None):
         self.variables = bitwidth.bit_variables(self.holder["model"])
         self.total = float(sum(v["params"] for v in self.variables.values()))
-
-
-def _write_json(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-

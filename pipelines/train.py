@@ -19,6 +19,7 @@ import numpy as np
 
 import kerasnets
 from kerasnets.backend import keras, tf
+from kerasnets.io import write_json
 from pipelines import data as data_lib
 from pipelines.errors import CheckpointError, ConfigError
 
@@ -151,14 +152,6 @@ def model_signature(model):
     return {"name": model.name, "weights": len(layout), "params": int(model.count_params()), "digest": digest}
 
 
-def _atomic_json(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=float)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def read_state(output_dir):
     path = os.path.join(output_dir, STATE_FILE)
     if not os.path.exists(path):
@@ -227,9 +220,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         path = self.manager.save(checkpoint_number=epoch + 1)
         self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         if self.write_dir == self.output_dir:
-            _atomic_json(os.path.join(self.output_dir, STATE_FILE),
-                         {"epoch": epoch + 1, "checkpoint": os.path.relpath(path, self.output_dir),
-                          "signature": self.signature, "history": self.history, **self.extra})
+            write_json(os.path.join(self.output_dir, STATE_FILE),
+                       {"epoch": epoch + 1, "checkpoint": os.path.relpath(path, self.output_dir),
+                        "signature": self.signature, "history": self.history, **self.extra}, default=float)
 
 
 def _tensorboard_available():
@@ -344,8 +337,8 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
 
     norm = data_lib.check_normalization(config.normalization)
     if is_chief:
-        _atomic_json(os.path.join(output_dir, "normalization.json"), norm)
-        _atomic_json(os.path.join(output_dir, "config.json"), dataclasses.asdict(config))
+        write_json(os.path.join(output_dir, "normalization.json"), norm, default=float)
+        write_json(os.path.join(output_dir, "config.json"), dataclasses.asdict(config), default=float)
     input_size = tuple(model.input_shape[1:3])
     train_ds = data_lib.make_dataset(train_split, input_size, config.batch_size, training=True, seed=config.seed,
                                      augment=config.augment, normalization=norm, one_hot=True, repeat=True)
@@ -383,7 +376,7 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
     model.save_weights(tmp)
     if is_chief:
         os.replace(tmp, os.path.join(output_dir, "final.weights.h5"))
-        _atomic_json(os.path.join(output_dir, "metrics.json"), metrics)
+        write_json(os.path.join(output_dir, "metrics.json"), metrics, default=float)
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
     return TrainResult(model, history, metrics, output_dir, resumed_from)

@@ -8,17 +8,15 @@ import sys
 
 from absl import flags
 
-from kerasnets.cli import print_json, run_main
+from export import runtime
+from kerasnets.cli import define_flags, print_json, run_main
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("runs", 50, "Timed invokes per model.", lower_bound=1)
+define_flags("runs", "threads", "json")
 flags.DEFINE_integer("warmup", 5, "Untimed invokes before timing.", lower_bound=0)
-flags.DEFINE_integer("threads", 1, "LiteRT CPU threads.", lower_bound=1)
-flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 
 
 def main(argv):
-    from export import runtime
     files = list(argv[1:])
     if not files:
         raise ValueError("no TFLite file given; run kerasnets-bench FILE.tflite [FILE2.tflite ...].")

@@ -18,22 +18,18 @@ import sys
 
 from absl import flags
 
+from export import calibrate, cost
 from export.cli.zoo_model import build_model
-from kerasnets.cli import print_json, run_main
+from export.profiles import USER_PROFILE_DIR, load_profile
+from export.report import plot_estimate
+from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.io import atomic_write
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Registry model name (see kerasnets-zoo).")
-flags.DEFINE_string("input_size", None, "Input size HEIGHTxWIDTH; the model's default when unset.")
-flags.DEFINE_string("profile", "edgetpu_usb", "Hardware profile name or path to a profile JSON.")
+define_flags("model", "input_size", "profile", "threads", "policy", "classes", "shuffle", "group_conv", "json")
 flags.DEFINE_string("precision", None, "int8 or float32; int8 on NPU profiles, float32 on the CPU by default.")
-flags.DEFINE_integer("threads", 1, "LiteRT CPU threads (host_cpu profile and --calibrate).", lower_bound=1)
-flags.DEFINE_enum("policy", "max_npu", ["max_npu", "float_head", "min_latency"], "Partition policy for placement.")
-flags.DEFINE_integer("classes", 1000, "Classifier width.", lower_bound=1)
-flags.DEFINE_string("shuffle", None, "ShuffleNet channel shuffle form: low_rank or 5d.")
-flags.DEFINE_string("group_conv", None, "Group conv form: native or split.")
 flags.DEFINE_integer("top", 0, "Show only the N most expensive layers (0 = all).", lower_bound=0)
 flags.DEFINE_string("chart", None, "Write a PNG chart of per-layer cost to this path.")
-flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_bool("calibrate", False, "Fit the host_cpu profile from LiteRT micro-benchmarks on this machine.")
 flags.DEFINE_bool("quick", False, "With --calibrate: a third of the kernels and networks (a few minutes).")
 flags.DEFINE_bool("validate", False, "With --calibrate: also run the validation report over the zoo.")
@@ -60,9 +56,6 @@ def _check_threads(profile):
 
 
 def _calibrate():
-    from export import calibrate
-    from export.tflite import atomic_write
-    from export.profiles import USER_PROFILE_DIR
     out = FLAGS.profile_out or os.path.join(os.environ.get("KERASNETS_PROFILE_DIR") or USER_PROFILE_DIR,
                                             "host_cpu.json")
     log = (lambda s: print(s, file=sys.stderr)) if not FLAGS.json else None
@@ -93,22 +86,20 @@ def _calibrate():
 def main(argv):
     if FLAGS.calibrate:
         return _calibrate()
-    from export import cost
-    from export.profiles import load_profile
     profile = load_profile(FLAGS.profile)
     _check_threads(profile)
     precision = FLAGS.precision or profile.default_precision()
     if precision not in cost.ELEMENT_BYTES:
         raise ValueError(f"--precision={precision!r} is unknown; use int8 or float32.")
     model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, _model_overrides())
-    result = cost.estimate(model, profile, precision=precision, policy=FLAGS.policy)
+    policy = FLAGS.policy or "max_npu"
+    result = cost.estimate(model, profile, precision=precision, policy=policy)
     if FLAGS.chart:
-        from export.report import plot_estimate
         plot_estimate(result, FLAGS.chart)
     if FLAGS.json:
         t = result["totals"]
         print_json({"model": FLAGS.model, "input_size": [h, w], "profile": profile.name, "precision": precision,
-                    "policy": FLAGS.policy, "latency_ms": t["latency_ms"], "fps": t["fps"],
+                    "policy": policy, "latency_ms": t["latency_ms"], "fps": t["fps"],
                     "mac_utilization": t["mac_utilization"], "totals": t, "layers": result["layers"]})
     else:
         print(cost.format_table(result, top=FLAGS.top or None))

@@ -4,41 +4,32 @@ Places every layer on the NPU or the CPU with the Edge TPU compiler's reasons, p
 compiler-style log (or one JSON object), and with ``--out`` writes ``plan.json``,
 ``partition.log`` and the parts: an int8 TFLite for the NPU part and a float TFLite for
 the CPU part (calibrated on random images unless ``--calibration_npz`` gives real ones).
+``--out`` has the alias ``--output_dir``; ``--policy`` defaults to ``max_npu``.
 """
 import os
+import sys
 
 import numpy as np
 from absl import flags
 
-from kerasnets.cli import print_json, run_main
+from export import partition
+from export.cli.zoo_model import build_model
+from kerasnets.cli import define_flags, print_json, run_main
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Registry model name (see kerasnets-zoo).")
-flags.DEFINE_string("input_size", None, "Input size HEIGHTxWIDTH; the model's default when unset.")
-flags.DEFINE_string("profile", "edgetpu_usb", "NPU profile name or path to a profile JSON.")
-flags.DEFINE_enum("policy", "max_npu", ["max_npu", "float_head", "min_latency"], "Partition policy.")
-flags.DEFINE_string("out", None, "Folder for plan.json, partition.log and the TFLite parts (nothing written if unset).")
-flags.DEFINE_integer("classes", 1000, "Classifier width.", lower_bound=1)
-flags.DEFINE_string("shuffle", None, "ShuffleNet channel shuffle form: low_rank or 5d.")
-flags.DEFINE_string("group_conv", None, "Group conv form: native or split.")
-flags.DEFINE_string("weights", None, "Keras weights file for the model.")
+define_flags("model", "input_size", "profile", "policy", "out", "classes", "shuffle", "group_conv", "weights",
+             "calibration_count", "json")
 flags.DEFINE_string("calibration_npz", None, "An .npz whose first array holds calibration images (N, H, W, 3).")
-flags.DEFINE_integer("calibration_count", 16, "Calibration images for the int8 NPU part.", lower_bound=1)
-flags.DEFINE_bool("json", False, "Print one JSON object instead of the log.")
 
 
 def main(argv):
-    import sys
-
-    from export import partition
-    from export.cli.zoo_model import build_model
     overrides = {k: getattr(FLAGS, k) for k in ("shuffle", "group_conv") if getattr(FLAGS, k)}
     model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, overrides)
     if FLAGS.weights:
         if not os.path.isfile(FLAGS.weights):
             raise ValueError(f"--weights={FLAGS.weights!r} is not a file; pass a Keras weights file.")
         model.load_weights(FLAGS.weights)
-    plan = partition.partition_for_profile(model, FLAGS.profile, policy=FLAGS.policy)
+    plan = partition.partition_for_profile(model, FLAGS.profile, policy=FLAGS.policy or "max_npu")
     files = None
     if FLAGS.out:
         if FLAGS.calibration_npz:

@@ -1,10 +1,10 @@
 """Building the zoo model a script names (shared by kerasnets-estimate and kerasnets-partition)."""
+import kerasnets
 from kerasnets.cli import parse_size
 
 
 def build_model(name, input_size, classes, overrides):
     """``kerasnets.get_model(name)`` at ``input_size`` ('HxW', or the model's default when empty)."""
-    import kerasnets
     if not name:
         raise ValueError("--model is required; pick a name from kerasnets-zoo, e.g. --model=mobilenet_v2_100.")
     info = kerasnets.get_model_info(name)

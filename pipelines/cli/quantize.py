@@ -1,26 +1,29 @@
 """kerasnets-quantize: int8 models by post-training calibration or quantization-aware training.
 
-    kerasnets-quantize ptq --model=mobilenet_v2_035 --float_weights=runs/mnv2/final.weights.h5 --output_dir=runs/ptq
-    kerasnets-quantize qat --float_weights=... --qat_epochs=2 --float_head --output_dir=runs/qat
-    kerasnets-quantize staged --epochs=10 --qat_epochs=2 --output_dir=runs/staged     (the paper's 4 steps)
-    kerasnets-quantize bitwidth --float_weights=... --target_bits=4 --output_dir=runs/bits
+    kerasnets-quantize ptq --model=mobilenet_v2_035 --float_weights=runs/mnv2/final.weights.h5 --out=runs/ptq
+    kerasnets-quantize qat --float_weights=... --qat_epochs=2 --float_head --out=runs/qat
+    kerasnets-quantize staged --epochs=10 --qat_epochs=2 --out=runs/staged     (the paper's 4 steps)
+    kerasnets-quantize bitwidth --float_weights=... --target_bits=4 --out=runs/bits
+
+(``--out`` has the alias ``--output_dir``.)
 """
+import dataclasses
 import os
 
-from absl import app, flags
+from absl import flags
 
+from kerasnets.cli import define_flags, run_main
+from pipelines import data, evaluate, ptq, qat, quantizers, staged, train
 from pipelines.cli import common, emit, fail, user_errors
 
 MODES = ("ptq", "qat", "staged", "bitwidth")
 common.define_common()
+define_flags("calibration_count", "io_type", "qat_epochs")
 flags.DEFINE_string("float_weights", None, "Trained float weights (final.weights.h5); without it the float "
                     "model is trained first with the training flags.")
-flags.DEFINE_integer("calibration_count", 200, "Representative images for int8 calibration (real training images).")
 flags.DEFINE_bool("per_channel", True, "Per-channel weight scales (--noper_channel: per-tensor).")
-flags.DEFINE_enum("io_type", "int8", ["int8", "uint8", "float32"], "TFLite input/output type.")
 flags.DEFINE_bool("debug_report", False, "ptq: print the QuantizationDebugger per-layer error report.")
 flags.DEFINE_bool("compare_quantizers", False, "ptq: print the symmetric vs asymmetric per-layer report.")
-flags.DEFINE_integer("qat_epochs", 1, "Epochs of each QAT stage.")
 flags.DEFINE_float("qat_learning_rate", 0.0, "Peak lr of QAT stages (0 = learning_rate / 10).")
 flags.DEFINE_bool("float_head", False, "Keep the classifier head float; quantize the backbone only.")
 flags.DEFINE_bool("finetune", True, "staged: run step 4, fine-tuning at --finetune_learning_rate.")
@@ -32,8 +35,11 @@ flags.DEFINE_float("budget_strength", 1.0, "bitwidth: weight of the budget term 
 FLAGS = flags.FLAGS
 
 
+def _io_type():
+    return FLAGS.io_type or "int8"
+
+
 def _float_model(config, tr, va):
-    from pipelines import train
     if FLAGS.float_weights:
         if not os.path.isfile(FLAGS.float_weights):
             raise common.ConfigError(f"--float_weights={FLAGS.float_weights!r} is not a file; pass final.weights.h5 "
@@ -42,17 +48,16 @@ def _float_model(config, tr, va):
         try:
             model.load_weights(FLAGS.float_weights)
         except (ValueError, OSError) as e:
-            raise common.CheckpointError_(FLAGS.float_weights, config.model, e) from None
+            raise common.weights_error(FLAGS.float_weights, config.model, e) from None
         return model
-    return train.fit(config, tr, va, os.path.join(FLAGS.output_dir, "float"), resume=FLAGS.resume).model
+    return train.fit(config, tr, va, os.path.join(FLAGS.out, "float"), resume=FLAGS.resume).model
 
 
 def _ptq(config, tr, va):
-    from pipelines import evaluate, ptq, quantizers, data
     model = _float_model(config, tr, va)
     content = ptq.quantize_post_training(model, tr, count=FLAGS.calibration_count, per_channel=FLAGS.per_channel,
-                                         io_type=FLAGS.io_type, normalization=config.normalization, seed=FLAGS.seed)
-    path = os.path.join(FLAGS.output_dir, f"{config.model}_ptq_int8.tflite")
+                                         io_type=_io_type(), normalization=config.normalization, seed=FLAGS.seed)
+    path = os.path.join(FLAGS.out, f"{config.model}_ptq_int8.tflite")
     ptq.save_tflite(path, content, config.model, config.normalization, tr.class_names)
     summary = {"mode": "ptq", "tflite": path, "float": evaluate.evaluate_keras(model, va, normalization=config.normalization),
                "int8": evaluate.evaluate_tflite(content, va, config.normalization)}
@@ -72,16 +77,14 @@ def _ptq(config, tr, va):
 
 
 def _qat(config, tr, va):
-    import dataclasses
-    from pipelines import evaluate, ptq, qat, train
     float_model = _float_model(config, tr, va)
     stage = dataclasses.replace(config, epochs=FLAGS.qat_epochs, warmup_epochs=0.0, ema_decay=0.0,
                                 learning_rate=FLAGS.qat_learning_rate or config.learning_rate / 10)
-    result = train.fit(stage, tr, va, os.path.join(FLAGS.output_dir, "qat"), resume=FLAGS.resume,
+    result = train.fit(stage, tr, va, os.path.join(FLAGS.out, "qat"), resume=FLAGS.resume,
                        model_fn=lambda: qat.quantize_model(float_model, float_head=FLAGS.float_head))
-    content = ptq.quantize_post_training(result.model, tr, count=FLAGS.calibration_count, io_type=FLAGS.io_type,
+    content = ptq.quantize_post_training(result.model, tr, count=FLAGS.calibration_count, io_type=_io_type(),
                                          normalization=config.normalization)
-    path = os.path.join(FLAGS.output_dir, f"{config.model}_qat_int8.tflite")
+    path = os.path.join(FLAGS.out, f"{config.model}_qat_int8.tflite")
     ptq.save_tflite(path, content, config.model, config.normalization, tr.class_names,
                     extra={"float_head": FLAGS.float_head})
     return {"mode": "qat", "tflite": path, "float_head": FLAGS.float_head,
@@ -91,8 +94,7 @@ def _qat(config, tr, va):
 
 
 def _staged(config, tr, va):
-    from pipelines import staged
-    result = staged.run_staged(config, tr, va, FLAGS.output_dir, qat_epochs=FLAGS.qat_epochs,
+    result = staged.run_staged(config, tr, va, FLAGS.out, qat_epochs=FLAGS.qat_epochs,
                                qat_learning_rate=FLAGS.qat_learning_rate or None, finetune=FLAGS.finetune,
                                finetune_learning_rate=FLAGS.finetune_learning_rate, float_head=FLAGS.float_head,
                                float_weights=FLAGS.float_weights, resume=FLAGS.resume,
@@ -103,8 +105,7 @@ def _staged(config, tr, va):
 
 
 def _bitwidth(config, tr, va):
-    from pipelines import staged
-    result = staged.run_bitwidth(config, tr, va, FLAGS.output_dir, float_weights=FLAGS.float_weights,
+    result = staged.run_bitwidth(config, tr, va, FLAGS.out, float_weights=FLAGS.float_weights,
                                  target_bits=FLAGS.target_bits or None, size_bytes=FLAGS.size_bytes or None,
                                  strength=FLAGS.budget_strength, epochs=FLAGS.qat_epochs,
                                  learning_rate=FLAGS.qat_learning_rate or None, float_head=FLAGS.float_head,
@@ -131,7 +132,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main, positional=True)  # the mode is the one positional argument
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """kerasnets-train: float training of a zoo model on real data.
 
-    kerasnets-train --model=mobilenet_v2_035 --data=fashion_mnist --epochs=10 --output_dir=runs/mnv2
+    kerasnets-train --model=mobilenet_v2_035 --data=fashion_mnist --epochs=10 --out=runs/mnv2
     kerasnets-train --flagfile=train.flags --resume --json
 """
-from absl import app
-
+from kerasnets.cli import run_main
+from pipelines import train
 from pipelines.cli import common, emit, fail, user_errors
 
 common.define_common()
@@ -13,11 +13,10 @@ common.define_common()
 def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; every option is a --flag.")
-    from pipelines import train
     try:
         config = common.train_config()
         tr, va = common.load_splits()
-        result = train.fit(config, tr, va, common.FLAGS.output_dir, resume=common.FLAGS.resume)
+        result = train.fit(config, tr, va, common.FLAGS.out, resume=common.FLAGS.resume)
     except user_errors() as e:
         fail(str(e))
     summary = {"model": config.model, "output_dir": result.output_dir, **result.metrics,
@@ -28,7 +27,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_main(main, positional=True)  # main itself refuses positional arguments, with its own message
 
 
 if __name__ == "__main__":

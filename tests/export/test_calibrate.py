@@ -1,5 +1,6 @@
 """export.calibrate: kernel coverage, the non-negative fit, profile output, one real micro-benchmark."""
 import numpy as np
+import pytest
 
 from export import calibrate, cost, litert_timing, profiles
 from kerasnets.backend import keras, tf
@@ -73,6 +74,7 @@ class FitTest(tf.test.TestCase):
         self.assertAllClose([coef["fixed_s"], coef["per_mac_s"], coef["per_in_byte_s"], coef["per_param_byte_s"],
                              coef["per_pixel_s"]], [1e-6, 2e-11, 3e-10, 1e-10, 5e-9], rtol=1e-4)
 
+    @pytest.mark.slow
     def test_random_networks_are_seeded_and_bounded(self):
         a = calibrate.network_models(3, seed=5, max_macs=1e8)
         b = calibrate.network_models(3, seed=5, max_macs=1e8)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 from kerasnets.backend import tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,6 +20,7 @@ def _run(module, *args):
 
 class EstimateCliTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_json_output_and_chart(self):
         chart = os.path.join(self.get_temp_dir(), "cost.png")
         proc = _run("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=64x96", "--profile=m55h",
@@ -32,6 +35,7 @@ class EstimateCliTest(tf.test.TestCase):
         self.assertEqual(doc["precision"], "int8")
         self.assertGreater(doc["latency_ms"], 0)
 
+    @pytest.mark.slow
     def test_calibrate_refits_from_saved_timings(self):
         # --calibrate --samples=FILE refits from timings saved earlier without measuring;
         # the written profile loads and estimates, and a file that is not timings exits 2.
@@ -61,6 +65,7 @@ class EstimateCliTest(tf.test.TestCase):
         self.assertIn("is not a timings file", proc.stderr)
         self.assertFalse(os.path.exists(out + ".2"))
 
+    @pytest.mark.slow
     def test_bad_flags_exit_2_with_one_sentence(self):
         for args, needle in ((["--model=mobilenet_v2_035", "--profile=warp_drive"], "profile 'warp_drive' is unknown"),
                              (["--model=mobilenet_v2_035", "--input_size=big"], "--input_size='big' is not a size"),
@@ -74,6 +79,7 @@ class EstimateCliTest(tf.test.TestCase):
 
 class PartitionCliTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_json_and_files(self):
         with tempfile.TemporaryDirectory() as d:
             proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--classes=10",
@@ -90,6 +96,7 @@ class PartitionCliTest(tf.test.TestCase):
             self.assertTrue(any(n.endswith("_npu_int8.tflite") for n in names))
             self.assertTrue(any(n.endswith("_cpu_float32.tflite") for n in names))
 
+    @pytest.mark.slow
     def test_bad_policy_exits_2(self):
         proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--policy=fastest")
         self.assertEqual(proc.returncode, 2)

@@ -30,7 +30,7 @@ class AXSpineTest(tf.test.TestCase):
         for layer in convs:
             self.assertEqual(layer.filters % 16, 0, layer.name)
         # Change 2: the second layer is one plain 3x3 conv.
-        second = model.get_layer("b1_conv")
+        second = model.get_layer("stage1_block1_conv")
         self.assertEqual((second.kernel_size, second.groups), ((3, 3), 1))
         # Change 5: 3:3:9:3 inverted-residual blocks at /4, /8, /16, /32.
         spec = families.axspine_spec("middle")

@@ -1,5 +1,6 @@
 """Hardware-friendly layers: shuffle, grouped conv forms, adaptive pooling, hard-swish."""
 import numpy as np
+import pytest
 
 import kerasnets
 from kerasnets import layers as kl
@@ -40,6 +41,7 @@ class ChannelShuffleTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "mode 'cube'"):
             kl.ChannelShuffle(3, "cube")
 
+    @pytest.mark.slow
     def test_shufflenets_at_batch_1_keep_at_most_3_non_unit_dims(self):
         for name in ("shufflenet_v1_g3_x0_5", "shufflenet_v1_g8_x0_5", "shufflenet_v2_x0_5"):
             shapes = tflite_tensor_shapes(name)

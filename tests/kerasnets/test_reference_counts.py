@@ -1,8 +1,10 @@
 """Every registry model matches its reference implementation exactly (params and MACs at 224)."""
 from absl.testing import parameterized
+import pytest
 
 import kerasnets
 from kerasnets.backend import tf
+from tests.helpers import split_sweep
 
 EXPECTED_NAMES = sorted(
     [f"mobilenet_v2_{w}" for w in ("035", "050", "075", "100", "140")]
@@ -16,6 +18,8 @@ EXPECTED_NAMES = sorted(
 
 WITH_REFERENCE = [n for n in EXPECTED_NAMES if not n.startswith("axspine")]
 REPGHOST = [n for n in EXPECTED_NAMES if n.startswith("repghostnet")]
+FAST_REFERENCE, SLOW_REFERENCE = split_sweep(WITH_REFERENCE)
+FAST_REPGHOST, SLOW_REPGHOST = split_sweep(REPGHOST)
 
 
 class RegistryTest(tf.test.TestCase):
@@ -31,15 +35,31 @@ class RegistryTest(tf.test.TestCase):
 
 class ReferenceCountsTest(tf.test.TestCase, parameterized.TestCase):
 
-    @parameterized.parameters(*WITH_REFERENCE)
+    @parameterized.parameters(*FAST_REFERENCE)
     def test_params_and_macs_at_224(self, name):
+        self._check_counts(name)
+
+    @parameterized.parameters(*SLOW_REFERENCE)
+    @pytest.mark.slow
+    def test_params_and_macs_at_224_rest_of_zoo(self, name):
+        self._check_counts(name)
+
+    def _check_counts(self, name):
         ref = kerasnets.get_model_info(name)["reference"]
         model = kerasnets.get_model(name, input_shape=(224, 224, 3), classes=1000)
         self.assertEqual(model.count_params(), ref["keras_count_params_equiv"])
         self.assertEqual(kerasnets.count_macs(model), ref["macs_conv_linear_224"])
 
-    @parameterized.parameters(*REPGHOST)
+    @parameterized.parameters(*FAST_REPGHOST)
     def test_repghost_deploy_rows(self, name):
+        self._check_deploy_rows(name)
+
+    @parameterized.parameters(*SLOW_REPGHOST)
+    @pytest.mark.slow
+    def test_repghost_deploy_rows_other_widths(self, name):
+        self._check_deploy_rows(name)
+
+    def _check_deploy_rows(self, name):
         info = kerasnets.get_model_info(name)
         model = kerasnets.get_model(name, input_shape=(224, 224, 3))
         reparam = kerasnets.deploy(model, fold_batch_norm=False)

@@ -6,6 +6,7 @@ import tempfile
 import numpy as np
 
 import kerasnets
+from kerasnets import datasets
 from kerasnets.backend import keras, tf
 from pipelines import data, evaluate, ptq, quantizers
 from pipelines.errors import DataError
@@ -48,13 +49,13 @@ class FashionMnistTest(tf.test.TestCase):
     def test_missing_names_both_places(self):
         with self.assertRaisesRegex(DataError, "not in /nonexistent"):
             data.find_fashion_mnist("/nonexistent")
-        old = data.DEBIAN_FASHION_MNIST, data.KERAS_FASHION_MNIST
+        old = datasets.DEBIAN_FASHION_MNIST, datasets.KERAS_FASHION_MNIST
         try:
-            data.DEBIAN_FASHION_MNIST, data.KERAS_FASHION_MNIST = "/nope/a", "/nope/b"
+            datasets.DEBIAN_FASHION_MNIST, datasets.KERAS_FASHION_MNIST = "/nope/a", "/nope/b"
             with self.assertRaisesRegex(DataError, "neither /nope/a nor /nope/b"):
                 data.find_fashion_mnist()
         finally:
-            data.DEBIAN_FASHION_MNIST, data.KERAS_FASHION_MNIST = old
+            datasets.DEBIAN_FASHION_MNIST, datasets.KERAS_FASHION_MNIST = old
 
 
 class OwnImagesTest(tf.test.TestCase):

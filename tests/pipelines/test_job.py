@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from kerasnets.backend import tf
 from pipelines import job
@@ -55,6 +56,7 @@ def _check_run_folder(test, out, summary, expect_test_images):
 
 class EndToEndTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_fashion_mnist_ptq_killed_and_resumed(self):
         out = os.path.join(self.get_temp_dir(), "run")
         args = SMALL + ["--quantization=ptq", f"--out={out}"]
@@ -86,6 +88,7 @@ class EndToEndTest(tf.test.TestCase):
         self.assertIn("epochs=1", bad.stderr)
         self.assertNotIn("Traceback", bad.stderr)
 
+    @pytest.mark.slow
     def test_user_folder_with_qat(self):
         from PIL import Image  # matplotlib depends on Pillow
         folder = os.path.join(self.get_temp_dir(), "shapes")
@@ -117,6 +120,7 @@ class EndToEndTest(tf.test.TestCase):
 
 class ErrorsTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_bad_flags_exit_2(self):
         for flag, words in (("--input_size=abc", "input_size"), ("--model=nope", "nope"),
                             ("--dataset=/no/such/folder", "/no/such/folder"), ("--profile=tpu9", "tpu9"),

@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import kerasnets
 from export import tflite as tflite_export
 from kerasnets.backend import keras, tf
+from kerasnets.heads import float_head_layer_names
 from pipelines import bitwidth, data, ptq, qat, staged, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,6 +23,7 @@ def _images(n=4, seed=0):
 
 class QuantizeModelTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_every_family_quantizes(self):
         x = _images()
         for name in ZOO:
@@ -34,6 +37,7 @@ class QuantizeModelTest(tf.test.TestCase):
                 if name == "repghostnet_050":  # the deploy form quantizes too
                     self.assertGreater(len(qat.quantized_layer_names(qat.quantize_model(kerasnets.deploy(model)))), 10)
 
+    @pytest.mark.slow
     def test_split_group_conv_qat_converts_to_int8(self):
         # The converter once refused per-channel QAT kernels of the split form ("mismatched quantized axes").
         model = kerasnets.get_model("axspine_small", input_shape=(32, 32, 3), classes=10, group_conv="split")
@@ -46,20 +50,21 @@ class QuantizeModelTest(tf.test.TestCase):
     def test_depthwise_ranges_are_per_channel(self):
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
         q = qat.quantize_model(model)
-        wrapper = q.get_layer("quant_b1_dw")
-        channels = model.get_layer("b1_dw").depthwise_kernel.shape[-2]
+        wrapper = q.get_layer("quant_stage1_block1_dw")
+        channels = model.get_layer("stage1_block1_dw").depthwise_kernel.shape[-2]
         mins = [w for w in wrapper.weights if w.name.endswith("depthwise_kernel_min:0")]
         self.assertEqual(mins[0].shape, (channels,))
 
+    @pytest.mark.slow
     def test_float_head_weights_only_conversion_and_scope(self):
         model = kerasnets.get_model("shufflenet_v2_x0_5", input_shape=(32, 32, 3), classes=10)
-        self.assertEqual(qat.head_layer_names(model), ["predictions", "dropout", "avg_pool"])
+        self.assertEqual(float_head_layer_names(model), ["dropout", "predictions"])  # the pool stays int8
         head = qat.quantize_model(model, float_head=True)
         names = {l.name for l in head.layers}
         self.assertIn("predictions", names)
-        self.assertIn("avg_pool", names)
+        self.assertIn("quant_avg_pool", names)
         self.assertNotIn("quant_predictions", names)
-        self.assertIn("quant_b3_split_a", names)  # ChannelSlice handled
+        self.assertIn("quant_stage3_block1_split_a", names)  # ChannelSlice handled
         weights_only = qat.quantize_model(model, mode="weights")
         self.assertFalse(any(type(l).__name__ == "QuantizeLayer" for l in weights_only.layers))
         x = _images()
@@ -86,6 +91,7 @@ class StagedAndBitwidthTest(tf.test.TestCase):
         cls.config = train.TrainConfig(model="mobilenet_v2_035", epochs=1, batch_size=16, verbose=0,
                                        tensorboard=False)
 
+    @pytest.mark.slow
     def test_staged_flow(self):
         out = self.get_temp_dir()
         result = staged.run_staged(self.config, self.tr, self.va, out, calibration_count=8)
@@ -100,6 +106,7 @@ class StagedAndBitwidthTest(tf.test.TestCase):
         again = staged.run_staged(self.config, self.tr, self.va, out, resume=True, tflite=False)  # all restored
         self.assertAllClose(again["stages"][0]["top1"], result["stages"][0]["top1"])
 
+    @pytest.mark.slow
     def test_learned_bits_plan_and_export(self):
         out = self.get_temp_dir()
         result = staged.run_bitwidth(self.config, self.tr, self.va, out, target_bits=3.0, strength=5.0,
@@ -114,7 +121,7 @@ class StagedAndBitwidthTest(tf.test.TestCase):
             self.assertEqual(json.load(f)["bitwidth_plan"], "bitwidth_plan.json")
         # A forced low-bit plan: int8 kernels carry at most 2^b - 1 levels per channel.
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
-        forced = {"b0_conv": 3, "b1_dw": 2, "b2_expand_conv": 4}
+        forced = {"stage1_block0_conv": 3, "stage1_block1_dw": 2, "stage2_block0_expand_conv": 4}
         content = ptq.quantize_post_training(bitwidth.snap_to_plan(model, forced), self.tr, count=8)
         for name, b in forced.items():
             levels = bitwidth.tflite_levels_per_channel(content, name)
@@ -129,6 +136,7 @@ class CliTest(tf.test.TestCase):
         return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, cwd=ROOT,
                               timeout=300)
 
+    @pytest.mark.slow
     def test_bad_input_exits_2_with_one_sentence(self):
         flagfile = os.path.join(self.get_temp_dir(), "bad.flags")
         with open(flagfile, "w") as f:

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from kerasnets.backend import tf
 from pipelines import data, train
@@ -52,6 +53,7 @@ class ScheduleAndConfigTest(tf.test.TestCase):
 
 class FitTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_fit_resume_ema_and_foreign_checkpoint(self):
         tr = data.load_fashion_mnist("train").take(64, seed=0)
         va = data.load_fashion_mnist("test").take(32)
@@ -79,6 +81,7 @@ class FitTest(tf.test.TestCase):
 
 class DistributionTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_mirrored_over_two_logical_cpus(self):
         out = self.get_temp_dir()
         proc = subprocess.run([sys.executable, CHILD, "mirrored", out, "2"], capture_output=True, text=True,
@@ -88,6 +91,7 @@ class DistributionTest(tf.test.TestCase):
         self.assertEqual(result["replicas"], 2)
         self.assertTrue(np.isfinite(result["val_loss"]))
 
+    @pytest.mark.slow
     def test_multi_worker_two_local_processes(self):
         ports = []
         for _ in range(2):
@@ -118,6 +122,7 @@ class KillAndResumeTest(tf.test.TestCase):
                 "--val_subset=64", "--epochs=3", "--batch_size=8", "--verbose=0", "--noaugment",
                 "--label_smoothing=0", "--learning_rate=0.01", f"--output_dir={out}", "--json", *extra]
 
+    @pytest.mark.slow
     def test_killed_run_resumes_to_the_same_result(self):
         killed = os.path.join(self.get_temp_dir(), "killed")
         proc = subprocess.Popen(self._cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
