@@ -24,6 +24,7 @@ ELEMENT_BYTES = {"int8": 1, "int16": 2, "float16": 2, "float32": 4}
 # Op kinds whose cost is memory traffic, and the memory_ops efficiency each one uses.
 MEMORY_GROUP = {"add": "elementwise", "multiply": "elementwise", "batchnorm": "elementwise",
                 "activation": "elementwise", "softmax": "elementwise", "concat": "concat", "slice": "slice",
+                "pad": "slice",  # a copy into a larger buffer, as a slice is a copy out of one
                 "shuffle": "shuffle", "max_pool": "pool", "avg_pool": "pool", "global_pool": "pool",
                 "adaptive_pool": "pool", "reshape": "reshape"}
 
@@ -139,6 +140,8 @@ def _npu_row(op, profile, precision, cache):
                 "copy", "slice": "channel slice copies its part", "pool": "pooling reads its input once",
                 "elementwise": "element-wise op reads its inputs and writes its output",
                 "reshape": "reshape"}[group]
+        if op.kind == "pad":
+            what = "zero padding copies its input into a larger buffer"
         reasons.append(f"{what}: no MACs, {_fmt_count(act_bytes)}B of memory traffic")
     row["compute_ms"] = compute_s * 1e3
     row["memory_ms"] = mem_s * 1e3
@@ -254,7 +257,8 @@ def _cpu_row(op, profile, precision, speed_factor):
     kind = cpu_predictor_kind(op)
     fallback = {"conv1x1": "conv", "group_conv": "conv", "depthwise": "conv", "dense": "conv",
                 "multiply": "add", "activation": "add", "softmax": "add", "concat": "add", "slice": "add",
-                "shuffle": "add", "max_pool": "add", "avg_pool": "add", "global_pool": "add", "reshape": "add"}
+                "pad": "slice", "shuffle": "add", "max_pool": "add", "avg_pool": "add", "global_pool": "add",
+                "reshape": "add"}
     used = kind
     while used not in table:  # e.g. activation_hard_swish -> activation -> add
         used = "activation" if used.startswith("activation_") else fallback.get(used, "add")

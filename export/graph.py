@@ -209,6 +209,8 @@ def _describe(index, layer, inputs):
             op.kernel = (h // oh, w // ow)
         else:
             op.tflite_ops = ("STRIDED_SLICE", "MEAN") * (oh * ow) + ("PACK",) * (oh + 1)
+    elif isinstance(inner, L.ZeroPadding2D):  # the torch convention's explicit symmetric padding
+        op.kind, op.tflite_ops = "pad", ("PAD",)
     elif isinstance(inner, (L.Flatten, L.Reshape)):
         op.kind, op.tflite_ops = "reshape", ("RESHAPE",)
     elif isinstance(inner, (L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout)):

@@ -35,7 +35,7 @@ import os
 
 PRECISIONS = ("int8", "int16", "float16", "float32")
 # Op kinds the estimator knows (see export.cost.OP_KINDS for their meaning).
-SUPPORT_OPS = ("conv", "depthwise", "group_conv", "dense", "batchnorm", "add", "multiply", "concat", "slice",
+SUPPORT_OPS = ("conv", "depthwise", "group_conv", "dense", "batchnorm", "add", "multiply", "concat", "slice", "pad",
                "shuffle", "max_pool", "avg_pool", "global_pool", "adaptive_pool", "reshape", "softmax",
                "activation")
 ACTIVATIONS = ("linear", "relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid", "softmax", "tanh", "swish")

@@ -32,8 +32,9 @@ SHARED_FLAGS = {
     "classes": ("integer", 1000, "Classifier width of a model built without a dataset.", {"lower_bound": 1}, ()),
     "shuffle": ("string", None, "ShuffleNet channel shuffle form: low_rank or 5d.", {}, ()),
     "group_conv": ("string", None, "Group conv form: native or split.", {}, ()),
-    "weights": ("string", None, "Keras weights file to load into the model (default: random initialisation).",
-                {}, ()),
+    "weights": ("string", None, "Weights to start from: a Keras weights file, or a checkpoint to import (timm / "
+                "torchvision .safetensors or .pth, a Hugging Face snapshot folder, a Keras Applications .h5, "
+                "hf://timm/NAME); unset: random initialisation.", {}, ()),
     "dataset": ("string", "fashion_mnist", "fashion_mnist[:folder], a folder of class sub-folders (with train/ and "
                 "test/, or a seeded held-out share is used), or a TFRecord path with {split}.", {}, ("data",)),
     "train_subset": ("integer", 0, "Use only this many training images (0 = all).", {"lower_bound": 0}, ()),

@@ -31,6 +31,7 @@ _FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-uby
 
 #: Pixels [0, 255] -> [-1, 1], the zoo's convention.
 DEFAULT_NORMALIZATION = {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
+CHANNEL_ORDERS = ("RGB", "BGR")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -236,7 +237,12 @@ def validate_split(split, num_classes=None, what="dataset"):
 
 
 def check_normalization(normalization):
-    """Return the normalisation dict with 3-element float lists; :class:`DataError` if malformed."""
+    """Return the normalisation dict with 3-element float lists; :class:`DataError` if malformed.
+
+    ``{"mean": [..], "std": [..]}`` in [0, 255] pixel units, and optionally
+    ``"channel_order": "BGR"`` for weights trained on BGR pixels (Megvii's ShuffleNet V1,
+    Keras' VGG16); RGB is the default and is not written out.
+    """
     try:
         mean = [float(v) for v in np.broadcast_to(np.asarray(normalization["mean"], float), (3,))]
         std = [float(v) for v in np.broadcast_to(np.asarray(normalization["std"], float), (3,))]
@@ -245,13 +251,16 @@ def check_normalization(normalization):
             from e
     if min(std) <= 0 or not np.all(np.isfinite(mean + std)):
         raise DataError(f"normalization std {std} must be positive and finite.")
-    return {"mean": mean, "std": std}
+    order = normalization.get("channel_order", "RGB")
+    if order not in CHANNEL_ORDERS:
+        raise DataError(f"normalization channel_order={order!r} is unknown; use one of {CHANNEL_ORDERS}.")
+    return {"mean": mean, "std": std, **({"channel_order": order} if order != "RGB" else {})}
 
 
 # ----------------------------------------------------------------------------- preprocessing
 
 def preprocess(images, input_size, normalization=DEFAULT_NORMALIZATION):
-    """Tensor ops: to float, resize to ``input_size`` (h, w), grey -> 3 channels, normalise."""
+    """Tensor ops: to float, resize to ``input_size`` (h, w), grey -> 3 channels, RGB -> BGR if asked, normalise."""
     norm = check_normalization(normalization)
     x = tf.cast(images, tf.float32)
     if x.shape.rank == 3:
@@ -260,6 +269,8 @@ def preprocess(images, input_size, normalization=DEFAULT_NORMALIZATION):
         x = tf.image.resize(x, input_size, method="bilinear")
     if x.shape[-1] == 1:
         x = tf.tile(x, [1, 1, 1, 3])
+    if norm.get("channel_order") == "BGR":
+        x = x[..., ::-1]
     return (x - tf.constant(norm["mean"], tf.float32)) / tf.constant(norm["std"], tf.float32)
 
 

@@ -39,6 +39,7 @@ class JobConfig:
     dataset: str = "fashion_mnist"
     input_size: tuple = (32, 32)
     overrides: dict = dataclasses.field(default_factory=dict)
+    weights: str = ""                # a checkpoint to fine-tune from (see pipelines.train.TrainConfig.weights)
     epochs: int = 3
     qat_epochs: int = 1
     quantization: str = "qat"
@@ -75,10 +76,13 @@ class JobConfig:
         profiles.load_profile(self.partition_profile)
         if self.partition_policy not in partition.POLICIES:
             raise ConfigError(f"partition policy {self.partition_policy!r} is unknown; use one of {partition.POLICIES}.")
+        if self.weights:
+            self.train_config()  # reads the checkpoint: a bad --weights is refused before any training
         return self
 
     def train_config(self):
         return train.TrainConfig(model=self.model, input_size=self.input_size, overrides=dict(self.overrides),
+                                 weights=self.weights,
                                  epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                                  seed=self.seed, verbose=self.verbose, tensorboard=True).check()
 

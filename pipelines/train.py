@@ -8,6 +8,7 @@ consumed, so it sees the same batches an uninterrupted run would. Model, optimiz
 the last epoch's checkpoint.
 """
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -50,6 +51,10 @@ class TrainConfig:
     tensorboard: bool = True
     verbose: int = 1
     normalization: dict = dataclasses.field(default_factory=lambda: dict(data_lib.DEFAULT_NORMALIZATION))
+    # A checkpoint to start from (any kerasnets.load_weights source: timm / torchvision .safetensors
+    # or .pth, a Hugging Face snapshot folder, a Keras Applications .h5, hf://timm/<name>); "" = random.
+    # With it, the default normalization becomes the checkpoint's (kerasnets.preprocessing_for).
+    weights: str = ""
 
     def check(self):
         if self.optimizer not in OPTIMIZERS:
@@ -67,6 +72,9 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1).")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1) (0 turns EMA off).")
+        if self.weights:
+            if self.normalization == data_lib.DEFAULT_NORMALIZATION:
+                self.normalization = checkpoint_normalization(self.model, self.weights, self.overrides)
         data_lib.check_normalization(self.normalization)
         return self
 
@@ -263,10 +271,35 @@ def _warn_slow_grouped_conv(model):
               "steps here.", flush=True)
 
 
+def checkpoint_normalization(model, weights, overrides=None):
+    """The ``normalization`` (mean / std in pixel units, channel order) that checkpoint ``weights``
+    expects, read by importing it into a small backbone of ``model`` (cached per process).
+
+    Raises the checkpoint's own error (one sentence) when ``weights`` cannot be read or does not
+    fit ``model``, so a bad ``--weights`` is refused before any training.
+    """
+    return dict(_checkpoint_normalization(model, str(weights), json.dumps(overrides or {}, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_normalization(model, weights, overrides_json):
+    if not (weights.startswith("hf://") or os.path.exists(weights)):
+        raise ConfigError(f"weights={weights!r} is neither a file, a folder nor an hf:// id; pass the checkpoint "
+                          "to start from (a .safetensors / .pth / .h5 file, a snapshot folder or hf://timm/NAME).")
+    backbone = kerasnets.get_model(model, input_shape=(64, 64, 3), include_top=False, weights=weights,
+                                   **json.loads(overrides_json))
+    pre = kerasnets.preprocessing_for(backbone)
+    norm = {"mean": list(pre["mean"]), "std": list(pre["std"])}
+    if pre.get("channel_order", "RGB") != "RGB":
+        norm["channel_order"] = pre["channel_order"]
+    return tuple(norm.items())
+
+
 def default_model_fn(config, num_classes):
+    """Builds ``config.model`` for ``num_classes`` (from ``config.weights`` where given)."""
     def build():
-        return kerasnets.get_model(config.model, input_shape=config.input_hw + (3,),
-                                   classes=num_classes, **config.overrides)
+        return kerasnets.get_model(config.model, input_shape=config.input_hw + (3,), classes=num_classes,
+                                   weights=config.weights or None, **config.overrides)
     return build
 
 

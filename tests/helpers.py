@@ -5,6 +5,7 @@ running a script, and the split of per-model sweeps between the two test tiers.
 the zoo runs one model of each structural kind in the fast tier and the rest only in the full
 suite, so both tiers still touch every block kind.
 """
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +13,10 @@ import sys
 import numpy as np
 
 from kerasnets.stats import randomize_batch_norm
+from tests.fixtures import synth
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
 # One model per structural kind: inverted residual (depthwise), group conv + shuffle + pools,
 # RepGhost re-parameterization, SE + hard-swish.
@@ -41,3 +44,35 @@ def run_module(module, *args, env=None, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_USE_LEGACY_KERAS="1", PYTHONPATH=ROOT, **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=timeout)
+
+
+def load_case(case):
+    """(metadata, input, reference logits) of reference fixture ``tests/fixtures/<case>``."""
+    with open(os.path.join(FIXTURES, case, "case.json")) as f:
+        meta = json.load(f)
+    ref = np.load(os.path.join(FIXTURES, case, "reference.npz"))
+    return meta, ref["input"], ref["logits"]
+
+
+def write_checkpoint(meta, folder, keys=None):
+    """The fixture's state dict, in its source's format, under ``folder``; returns the path to load.
+
+    ``keys`` optionally rewrites the tensor dict first (to make a broken checkpoint).
+    """
+    from safetensors.numpy import save_file
+    tensors = synth.synth_state_dict(meta["seed"], meta["tensors"])
+    if keys is not None:
+        tensors = keys(tensors)
+    fmt = meta["checkpoint"]["format"]
+    if fmt == "megvii_pth":  # Megvii's checkpoints come from DataParallel: keys start with "module."
+        tensors = {f"module.{k}": v for k, v in tensors.items()}
+    if fmt == "hf_snapshot":
+        path = os.path.join(folder, meta["case"])
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(meta["checkpoint"]["config"], f)
+        save_file(tensors, os.path.join(path, "model.safetensors"))
+        return path
+    path = os.path.join(folder, f"{meta['case']}.safetensors")
+    save_file(tensors, path)
+    return path

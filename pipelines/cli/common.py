@@ -61,7 +61,8 @@ def train_config():
                              learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay,
                              warmup_epochs=FLAGS.warmup_epochs, label_smoothing=FLAGS.label_smoothing,
                              ema_decay=FLAGS.ema_decay, augment=FLAGS.augment, seed=FLAGS.seed,
-                             strategy=FLAGS.strategy, verbose=verbosity()).check()
+                             strategy=FLAGS.strategy, verbose=verbosity(),
+                             weights=getattr(FLAGS, "weights", None) or "").check()  # --weights: kerasnets-train
 
 
 def input_hw():

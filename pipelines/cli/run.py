@@ -22,9 +22,9 @@ from kerasnets.cli import define_flags, run_main, verbosity
 from pipelines import job
 from pipelines.cli import common, fail, user_errors
 
-define_flags("model", "dataset", "input_size", "overrides", "epochs", "qat_epochs", "batch_size", "learning_rate",
-             "train_subset", "val_subset", "calibration_count", "profile", "policy", "runs", "threads", "seed", "out",
-             "json", "verbose")
+define_flags("model", "dataset", "input_size", "overrides", "weights", "epochs", "qat_epochs", "batch_size",
+             "learning_rate", "train_subset", "val_subset", "calibration_count", "profile", "policy", "runs",
+             "threads", "seed", "out", "json", "verbose")
 flags.DEFINE_enum("quantization", "qat", ["qat", "ptq"], "How the int8 model is made.")
 flags.DEFINE_string("name", None, "Run name: the folder runs/<name> (default: <model>_<dataset>).")
 flags.DEFINE_bool("restart", False, "Discard what the run folder holds and start over.")
@@ -35,8 +35,8 @@ FLAGS = flags.FLAGS
 def job_config():
     """The :class:`pipelines.job.JobConfig` the flags describe."""
     return job.JobConfig(model=FLAGS.model, dataset=FLAGS.dataset, input_size=common.input_hw(),
-                         overrides=common.overrides(), epochs=FLAGS.epochs, qat_epochs=FLAGS.qat_epochs,
-                         quantization=FLAGS.quantization, batch_size=FLAGS.batch_size,
+                         overrides=common.overrides(), weights=FLAGS.weights or "", epochs=FLAGS.epochs,
+                         qat_epochs=FLAGS.qat_epochs, quantization=FLAGS.quantization, batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, train_subset=FLAGS.train_subset,
                          val_subset=FLAGS.val_subset, calibration_count=FLAGS.calibration_count,
                          partition_profile=FLAGS.profile, partition_policy=FLAGS.policy or "float_head",

@@ -2,12 +2,14 @@
 
     kerasnets-train --model=mobilenet_v2_035 --data=fashion_mnist --epochs=10 --out=runs/mnv2
     kerasnets-train --flagfile=train.flags --resume --json
+    kerasnets-train --model=mobilenet_v2_100 --weights=hf://timm/mobilenetv2_100.ra_in1k --data=/data/flowers --out=runs/ft
 """
-from kerasnets.cli import run_main
+from kerasnets.cli import define_flags, run_main
 from pipelines import train
 from pipelines.cli import common, emit, fail, user_errors
 
 common.define_common()
+define_flags("weights")
 
 
 def main(argv):

@@ -108,6 +108,22 @@ class EffectsTest(tf.test.TestCase):
 
 class ModelFormsTest(tf.test.TestCase):
 
+    def test_torch_convention_pads_are_costed_and_mapped(self):
+        # The torch convention's explicit ZeroPadding2D becomes a PAD op: supported by the Edge TPU
+        # (no cut), costed as memory traffic, so the torch graph is a little slower, never split.
+        kw = dict(input_shape=(96, 96, 3), classes=10)
+        tf_model = kerasnets.get_model("mobilenet_v2_035", **kw)
+        torch_model = kerasnets.get_model("mobilenet_v2_035", convention="torch", **kw)
+        pads = [op for op in cost.analyze(torch_model).ops if op.kind == "pad"]
+        self.assertLen(pads, 5)  # the stem and the four stride-2 depthwise convs
+        self.assertEqual(pads[0].tflite_ops, ("PAD",))
+        tf_est = cost.estimate(tf_model, "edgetpu_usb")["totals"]
+        torch_est = cost.estimate(torch_model, "edgetpu_usb")["totals"]
+        self.assertEqual(torch_est["cpu_ops"], 0)
+        self.assertEqual(torch_est["npu_ops"], tf_est["npu_ops"] + 5)
+        self.assertGreater(torch_est["latency_ms"], tf_est["latency_ms"])
+        self.assertLess(torch_est["latency_ms"], 1.5 * tf_est["latency_ms"])
+
     def test_deployed_and_train_form_cost_the_same(self):
         model = kerasnets.get_model("repghostnet_050", input_shape=(64, 64, 3), classes=10)
         train = cost.estimate(model, "edgetpu_usb")["totals"]

@@ -8,7 +8,6 @@ max |logit - reference| <= 1e-4 * max |reference logit|. The tf convention is al
 against Keras Applications' own models (random weights saved as .h5, then imported).
 """
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -20,38 +19,10 @@ import kerasnets
 from kerasnets.backend import keras, tf
 from kerasnets.errors import CheckpointError
 from tests.fixtures import synth
+from tests.helpers import FIXTURES, load_case, write_checkpoint
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 BOUND = 1e-4
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-
-
-def load_case(case):
-    with open(os.path.join(FIXTURES, case, "case.json")) as f:
-        meta = json.load(f)
-    ref = np.load(os.path.join(FIXTURES, case, "reference.npz"))
-    return meta, ref["input"], ref["logits"]
-
-
-def write_checkpoint(meta, folder, keys=None):
-    """The fixture's state dict, in its source's format, under ``folder``; returns the path to load."""
-    from safetensors.numpy import save_file
-    tensors = synth.synth_state_dict(meta["seed"], meta["tensors"])
-    if keys is not None:
-        tensors = keys(tensors)
-    fmt = meta["checkpoint"]["format"]
-    if fmt == "megvii_pth":  # Megvii's checkpoints come from DataParallel: keys start with "module."
-        tensors = {f"module.{k}": v for k, v in tensors.items()}
-    if fmt == "hf_snapshot":
-        path = os.path.join(folder, meta["case"])
-        os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, "config.json"), "w") as f:
-            json.dump(meta["checkpoint"]["config"], f)
-        save_file(tensors, os.path.join(path, "model.safetensors"))
-        return path
-    path = os.path.join(folder, f"{meta['case']}.safetensors")
-    save_file(tensors, path)
-    return path
 
 
 def relative_error(model, x, ref):
