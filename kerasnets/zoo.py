@@ -88,6 +88,39 @@ _add("regnetx_002", families.regnetx_spec, "regnetx_002", flops="002")
 _add("regnetx_004", families.regnetx_spec, "regnetx_004", flops="004")
 _add("vgg16", families.vgg16_spec, "tv_vgg16")
 
+# Published checkpoints each registry model imports (kerasnets.load_weights), with the convention
+# the import builds in (and optionally the only registry tags it exists for); "{tag}" is the
+# registry name's width / variant tag. The families marked
+# in tests/kerasnets/test_checkpoints.py are proven there against the reference logits.
+CHECKPOINT_SOURCES = {
+    "mobilenet_v2": (("timm mobilenetv2_{tag}", "torch"), ("torchvision mobilenet_v2", "torch", ("100",)),
+                     ("Keras Applications MobileNetV2(alpha={alpha})", "tf")),
+    "mobilenet_v3": (("timm mobilenetv3_{size}_100", "torch"), ("Keras Applications MobileNetV3{Size}", "tf")),
+    "shufflenet_v1": (("Megvii ShuffleNet-Series ShuffleNetV1 (group={groups})", "torch"),),
+    "shufflenet_v2": (("torchvision shufflenet_v2_x{tag}", "torch"),),
+    "ghostnet": (("timm ghostnet_{tag}", "torch"),),
+    "repghostnet": (("timm repghostnet_{tag} (train or re-parameterized form)", "torch"),),
+    "efficientnet_edgetpu": (("timm efficientnet_e{variant}", "torch"), ("timm tf_efficientnet_e{variant}", "tf")),
+    "regnetx": (("timm regnetx_{tag}", "torch"),),
+    "vgg16": (("torchvision vgg16", "torch"), ("Keras Applications vgg16", "tf")),
+}
+
+
+def checkpoint_sources(name):
+    """[(checkpoint name, convention)] that registry model ``name`` imports; [] for none (AXSpine)."""
+    entry = _entry(name)
+    family = next((f for f in sorted(CHECKPOINT_SOURCES, key=len, reverse=True) if name.startswith(f)), None)
+    if family is None:
+        return []
+    kw = entry.spec_kwargs
+    tag = name[len(family):].lstrip("_").replace("x", "", 1) if family == "shufflenet_v2" else name.rsplit("_", 1)[-1]
+    fields = {"tag": tag, "alpha": f"{float(kw.get('width', 1.0))}", "size": kw.get("size", ""),
+              "Size": str(kw.get("size", "")).capitalize(), "groups": kw.get("groups", ""),
+              "variant": kw.get("variant", "")}
+    return [(source.format(**fields), convention) for source, convention, *only in CHECKPOINT_SOURCES[family]
+            if not only or tag in only[0]]
+
+
 BUILD_OPTIONS = tuple(f.name for f in dataclasses.fields(BuildOptions))
 
 
@@ -116,14 +149,16 @@ def get_model_info(name):
 
     Returns a dict with ``name``, ``default_input_shape`` (h, w, 3), ``reference`` (the
     reference row: ``keras_count_params_equiv``, ``macs_conv_linear_224``, ``source`` ...,
-    or None) and ``deploy_reference`` (the row after re-parameterization, or None).
+    or None), ``deploy_reference`` (the row after re-parameterization, or None) and
+    ``checkpoints`` ([(published checkpoint, convention)] it imports, see :data:`CHECKPOINT_SOURCES`).
     """
     entry = _entry(name)
     spec = entry.spec()
     refs = _reference_counts()["models"]
     return {"name": name, "default_input_shape": tuple(spec.default_size) + (3,),
             "total_stride": spec.total_stride,
-            "reference": refs.get(entry.reference), "deploy_reference": refs.get(entry.deploy_reference)}
+            "reference": refs.get(entry.reference), "deploy_reference": refs.get(entry.deploy_reference),
+            "checkpoints": checkpoint_sources(name)}
 
 
 def _check_input_shape(name, input_shape, min_size):

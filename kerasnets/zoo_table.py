@@ -32,19 +32,22 @@ def zoo_rows(names=None):
             row["ref_params"] = ref["keras_count_params_equiv"]
             row["ref_macs"] = ref["macs_conv_linear_default"]
             row["matches_reference"] = (row["params"], row["macs"]) == (row["ref_params"], row["ref_macs"])
+        row["imports_from"] = [f"{source} ({convention})" for source, convention in info["checkpoints"]]
         rows.append(row)
     return rows
 
 
 def format_table(rows):
     """Markdown table of :func:`zoo_rows`."""
-    lines = ["| model | input | params | MMACs | reference params | reference MMACs | match |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| model | input | params | MMACs | reference params | reference MMACs | match | imports from |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for r in rows:
         ref_p = f"{r['ref_params']:,}" if "ref_params" in r else "-"
         ref_m = f"{r['ref_macs'] / 1e6:,.1f}" if "ref_macs" in r else "-"
         match = {True: "exact", False: "MISMATCH"}.get(r.get("matches_reference"), "no reference")
-        lines.append(f"| {r['model']} | {r['input']} | {r['params']:,} | {r['macs'] / 1e6:,.1f} | {ref_p} | {ref_m} | {match} |")
+        sources = "; ".join(r["imports_from"]) or "-"
+        lines.append(f"| {r['model']} | {r['input']} | {r['params']:,} | {r['macs'] / 1e6:,.1f} | {ref_p} | {ref_m} "
+                     f"| {match} | {sources} |")
     return "\n".join(lines)
 
 

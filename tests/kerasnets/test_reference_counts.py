@@ -32,6 +32,16 @@ class RegistryTest(tf.test.TestCase):
             info = kerasnets.get_model_info(name)
             self.assertEqual(info["reference"] is not None, name in WITH_REFERENCE, name)
 
+    def test_registry_names_the_checkpoints_each_model_imports(self):
+        for name in EXPECTED_NAMES:
+            sources = kerasnets.get_model_info(name)["checkpoints"]
+            self.assertEqual(bool(sources), name in WITH_REFERENCE, name)
+            self.assertTrue(all(convention in ("tf", "torch") for _, convention in sources), name)
+        info = kerasnets.get_model_info
+        self.assertIn(("timm tf_efficientnet_es", "tf"), info("efficientnet_edgetpu_s")["checkpoints"])
+        self.assertIn(("Keras Applications MobileNetV2(alpha=0.35)", "tf"), info("mobilenet_v2_035")["checkpoints"])
+        self.assertNotIn("torchvision mobilenet_v2", [s for s, _ in info("mobilenet_v2_035")["checkpoints"]])
+
 
 class ReferenceCountsTest(tf.test.TestCase, parameterized.TestCase):
 
