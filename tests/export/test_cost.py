@@ -1,4 +1,6 @@
 """export.cost: MACs agree with the reference counts, per-layer reasons show the modeled effects."""
+import pytest
+
 import kerasnets
 from export import cost, profiles
 from kerasnets.backend import keras, tf
@@ -12,6 +14,7 @@ def _rows(result, **match):
 
 class MacsAgreeWithReferenceTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_totals_equal_reference_counts(self):
         # reference rows: kerasnets/data/reference_counts.json (copied by the zoo from the project's
         # reference table, timm 1.0.31 / torchvision counts at 224x224, 1000 classes)
@@ -124,6 +127,7 @@ class ModelFormsTest(tf.test.TestCase):
         self.assertGreater(torch_est["latency_ms"], tf_est["latency_ms"])
         self.assertLess(torch_est["latency_ms"], 1.5 * tf_est["latency_ms"])
 
+    @pytest.mark.slow
     def test_deployed_and_train_form_cost_the_same(self):
         model = kerasnets.get_model("repghostnet_050", input_shape=(64, 64, 3), classes=10)
         train = cost.estimate(model, "edgetpu_usb")["totals"]

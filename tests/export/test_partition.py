@@ -4,6 +4,7 @@ import os
 import tempfile
 
 import numpy as np
+import pytest
 
 import kerasnets
 from export import cost, partition, profiles, runtime, tflite
@@ -35,6 +36,7 @@ def _profile_without(activation):
 
 class MustPassCutsTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_vgg16_on_gyrfalcon_is_cut_right_after_the_last_pool(self):
         model = kerasnets.get_model("vgg16", input_shape=(32, 32, 3), classes=5, classifier_activation=None)
         plan = partition.partition_for_profile(model, "gyrfalcon")

@@ -54,6 +54,7 @@ class ConversionTest(tf.test.TestCase):
         self.assertEqual(list(interp.get_input_details()[0]["shape"]), [1, 48, 48, 3])
         self.assertEqual(interp.get_input_details()[0]["dtype"], np.int8)
 
+    @pytest.mark.slow
     def test_uint8_io_and_per_tensor(self):
         content = tflite.convert(self.model, "int8", representative_data=self.images, calibration_count=8,
                                  io_type="uint8", per_channel=False)
@@ -61,6 +62,7 @@ class ConversionTest(tf.test.TestCase):
         self.assertEqual(interp.get_input_details()[0]["dtype"], np.uint8)
         runtime.verify(self.model, content, self.images, "int8")
 
+    @pytest.mark.slow
     def test_deploy_is_applied_and_repghost_fuses(self):
         model = _model("repghostnet_050", size=32)
         ops = runtime.op_counts(tflite.convert(model, "float32"))

@@ -1,4 +1,6 @@
 """AXSpine is MobileNetV2's spec with the five changes of Axera's article applied."""
+import pytest
+
 from kerasnets import builder, families
 import kerasnets
 from kerasnets.backend import keras, tf
@@ -48,6 +50,7 @@ class AXSpineTest(tf.test.TestCase):
             self.assertEqual(firsts, entries)
             self.assertEqual(axs.blocks[-1].out, base.blocks[-1].out)
 
+    @pytest.mark.slow
     def test_variants_scale_in_order(self):
         macs = [_macs(families.axspine_spec(v)) for v in ("small", "middle", "big")]
         self.assertLess(macs[0], macs[1])

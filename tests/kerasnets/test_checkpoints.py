@@ -79,6 +79,7 @@ class ReferenceLogitsTest(CheckpointTestCase):
         model, _, _ = self.assert_matches("shufflenet_v1_g3_x0_5")
         self.assertEqual(kerasnets.preprocessing_for(model)["channel_order"], "BGR")
 
+    @pytest.mark.slow
     def test_ghostnet_timm(self):
         self.assert_matches("ghostnet_050")
 
@@ -86,6 +87,7 @@ class ReferenceLogitsTest(CheckpointTestCase):
         model, x, ref = self.assert_matches("repghostnet_050")
         self.assertLessEqual(relative_error(kerasnets.deploy(model), x, ref), BOUND)
 
+    @pytest.mark.slow
     def test_repghostnet_deploy_form_loads_into_the_deployed_graph(self):
         model, _, _ = self.assert_matches("repghostnet_050_deploy")
         self.assertFalse(any(layer.name.endswith("_cheap_bn") for layer in model.layers))
@@ -144,12 +146,14 @@ class LoadPathsTest(CheckpointTestCase):
         self.assertIs(kerasnets.load_weights(model, path), model)
         self.assertLessEqual(relative_error(model, x, ref), BOUND)
 
+    @pytest.mark.slow
     def test_split_group_convs_load_the_same_weights(self):
         for case in ("shufflenet_v1_g3_x0_5", "regnetx_002"):
             model, x, ref = self.import_case(case, group_conv="split")
             self.assertTrue(any(isinstance(layer, kerasnets.layers.GroupConv2D) for layer in model.layers))
             self.assertLessEqual(relative_error(model, x, ref), BOUND)
 
+    @pytest.mark.slow
     def test_deploy_form_into_a_deployed_model(self):
         meta, x, ref = load_case("repghostnet_050_deploy")
         path = write_checkpoint(meta, self.tmp)
@@ -187,6 +191,7 @@ class LoadPathsTest(CheckpointTestCase):
         self.assertEqual(kerasnets.model_convention(model), "tf")
         self.assertLessEqual(relative_error(model, x, ref), BOUND)
 
+    @pytest.mark.slow
     def test_weights_saved_by_keras_still_load(self):
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(64, 64, 3), classes=10)
         path = os.path.join(self.tmp, "own.h5")
@@ -277,6 +282,7 @@ class BadCheckpointTest(CheckpointTestCase):
                                                      r"|huggingface_hub"):
             kerasnets.get_model("mobilenet_v2_100", weights="hf://timm/no_such_model.x_in1k")
 
+    @pytest.mark.slow
     def test_backbone_only_file_into_a_model_with_top(self):
         reference = keras.applications.MobileNetV2(alpha=0.35, weights=None, include_top=False,
                                                    input_shape=(64, 64, 3))
@@ -346,12 +352,14 @@ class KerasApplicationsTest(CheckpointTestCase):
         model = self.compare(reference, "mobilenet_v2_035", x)
         self.assertEqual(kerasnets.preprocessing_for(model)["mean"], [127.5] * 3)
 
+    @pytest.mark.slow
     def test_mobilenet_v3_small(self):
         # Keras' MobileNetV3 carries its own Rescaling(1/127.5, -1); leave it out so both see the same tensor.
         reference = keras.applications.MobileNetV3Small(weights=None, input_shape=(96, 96, 3), classes=10,
                                                         classifier_activation=None, include_preprocessing=False)
         self.compare(reference, "mobilenet_v3_small_100", synth.synth_input(6, (2, 96, 96, 3)))
 
+    @pytest.mark.slow
     def test_mobilenet_v3_large(self):
         reference = keras.applications.MobileNetV3Large(weights=None, input_shape=(96, 96, 3), classes=10,
                                                         classifier_activation=None, include_preprocessing=False)

@@ -146,6 +146,7 @@ class ShuffleNetV1Test(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "'inverse'"):
             kl.ChannelShuffle(g, order="inverse")
 
+    @pytest.mark.slow
     def test_models_use_the_reference_order(self):
         def orders(name, convention):
             model = kerasnets.get_model(name, input_shape=(32, 32, 3), classes=3, convention=convention)
@@ -185,6 +186,7 @@ class DeployTorchTest(tf.test.TestCase):
             self.assertFalse(any(l.name.endswith("fusion_add") for l in deployed.layers))
             self.assertEqual(kerasnets.model_convention(deployed), "torch")
 
+    @pytest.mark.slow
     def test_keras_round_trip_keeps_convention_and_order(self):
         model = kerasnets.get_model("shufflenet_v1_g3_x0_5", input_shape=(32, 32, 3), classes=3,
                                     convention="torch")
@@ -220,6 +222,7 @@ class NamesTest(tf.test.TestCase):
         a, b = block_prefixes(base), block_prefixes(deeper)
         self.assertEqual([p for p in a if not p.startswith("stage3_")], [p for p in b if not p.startswith("stage3_")])
 
+    @pytest.mark.slow
     def test_overrides_name_the_model(self):
         small = dict(input_shape=(32, 32, 3), classes=3)
         self.assertEqual(kerasnets.ShuffleNetV1(groups=2, **small).name, "shufflenet_v1_g2_x1_0")

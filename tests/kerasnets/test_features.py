@@ -4,6 +4,7 @@ import tempfile
 
 from absl.testing import parameterized
 import numpy as np
+import pytest
 
 import kerasnets
 from kerasnets.backend import keras, tf
@@ -50,6 +51,7 @@ class FeaturesTest(tf.test.TestCase, parameterized.TestCase):
         regnet = _REGISTRY["regnetx_002"].spec()
         self.assertFalse(any(regnet.head_flags()))
 
+    @pytest.mark.slow
     def test_all_levels_torch_convention_and_save_load(self):
         model = kerasnets.get_model("shufflenet_v1_g3_x0_5", input_shape=(64, 64, 3), features_only=True,
                                     out_indices=(0, 1, 2, 3, 4), convention="torch")

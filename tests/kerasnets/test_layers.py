@@ -61,6 +61,7 @@ class GroupConvTest(tf.test.TestCase):
         split.set_weights([w + 0 for w in native.get_weights()])
         self.assertAllClose(split(x), y, atol=1e-5)
 
+    @pytest.mark.slow
     def test_whole_models_agree_between_forms(self):
         for name in ("shufflenet_v1_g8_x0_5", "regnetx_002", "axspine_small"):
             native = kerasnets.get_model(name, input_shape=(64, 64, 3), classes=4)

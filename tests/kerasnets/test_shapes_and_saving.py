@@ -15,7 +15,8 @@ from tests.helpers import split_sweep
 L = keras.layers
 
 
-FAST_MODELS, SLOW_MODELS = split_sweep(kerasnets.list_models())
+# 7-15 s a model (one build at 1080x1920 each): one in the fast tier, the whole zoo in make test.
+FAST_MODELS, SLOW_MODELS = split_sweep(kerasnets.list_models(), fast=("shufflenet_v1_g3_x0_5",))
 
 
 class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
@@ -63,6 +64,7 @@ class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
             model = kerasnets.get_model(name, input_shape=(320, 576, 3), include_top=False)
             self.assertEqual(model(np.zeros((1, 320, 576, 3), "float32")).shape[1:3], (10, 18))
 
+    @pytest.mark.slow
     def test_pooling_without_top(self):
         for pooling in ("avg", "max"):
             model = kerasnets.get_model("ghostnet_050", input_shape=(64, 96, 3), include_top=False, pooling=pooling)
