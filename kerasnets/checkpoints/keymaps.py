@@ -315,47 +315,45 @@ def _keras_vgg16(spec):
                     Slot("predictions", "predictions", "keras", "classifier")]
 
 
+def _keras_mobilenet_blocks(spec, block_key, layer):
+    """Slots of the blocks between stem and head in Keras Applications' MobileNet V2 / V3.
+
+    ``block_key(i)`` names the i-th block and ``layer(key, part, bn)`` a layer of it (the two
+    versions differ only in these names: ``block_3_expand_BN`` vs ``expanded_conv_3/expand/BatchNorm``).
+    """
+    slots = []
+    for i, (b, p) in enumerate(list(zip(spec.blocks, block_prefixes(spec)))[1:-1]):
+        k = block_key(i)
+        parts = ([("expand", "expand_conv", "expand_bn"), ("depthwise", "spatial_conv", "spatial_bn")]
+                 if b.kind == "ir" else [("depthwise", "dw", "dw_bn")])
+        for part, conv, bn in parts + [("project", "project_conv", "project_bn")]:
+            if part == "project" and b.se:
+                slots += [Slot(layer(k, "squeeze_excite/Conv", False), f"{p}_se_reduce", "keras"),
+                          Slot(layer(k, "squeeze_excite/Conv_1", False), f"{p}_se_expand", "keras")]
+            slots += [Slot(layer(k, part, False), f"{p}_{conv}", "keras"),
+                      Slot(layer(k, part, True), f"{p}_{bn}", "keras")]
+    return slots
+
+
 def _keras_mobilenet_v2(spec):
     """Keras Applications ``MobileNetV2`` layer names (``Conv1``, ``expanded_conv_*``, ``block_<i>_*``)."""
     P = block_prefixes(spec)
-    slots = [Slot("Conv1", f"{P[0]}_conv", "keras"), Slot("bn_Conv1", f"{P[0]}_bn", "keras"),
+    blocks = _keras_mobilenet_blocks(spec, lambda i: "expanded_conv" if i == 0 else f"block_{i}",
+                                     lambda k, part, bn: f"{k}_{part}" + ("_BN" if bn else ""))
+    return ([Slot("Conv1", f"{P[0]}_conv", "keras"), Slot("bn_Conv1", f"{P[0]}_bn", "keras"),
              Slot("Conv_1", f"{P[-1]}_conv", "keras"), Slot("Conv_1_bn", f"{P[-1]}_bn", "keras")]
-    for i, (b, p) in enumerate(list(zip(spec.blocks, P))[1:-1]):
-        k = "expanded_conv" if i == 0 else f"block_{i}"
-        if b.kind == "ir":
-            slots += [Slot(f"{k}_expand", f"{p}_expand_conv", "keras"),
-                      Slot(f"{k}_expand_BN", f"{p}_expand_bn", "keras"),
-                      Slot(f"{k}_depthwise", f"{p}_spatial_conv", "keras"),
-                      Slot(f"{k}_depthwise_BN", f"{p}_spatial_bn", "keras")]
-        else:
-            slots += [Slot(f"{k}_depthwise", f"{p}_dw", "keras"), Slot(f"{k}_depthwise_BN", f"{p}_dw_bn", "keras")]
-        slots += [Slot(f"{k}_project", f"{p}_project_conv", "keras"),
-                  Slot(f"{k}_project_BN", f"{p}_project_bn", "keras")]
-    return slots + [Slot("predictions", "predictions", "keras", "classifier")]
+            + blocks + [Slot("predictions", "predictions", "keras", "classifier")])
 
 
 def _keras_mobilenet_v3(spec):
     """Keras Applications ``MobileNetV3{Large,Small}`` layer names (``expanded_conv_<i>/...``)."""
     P = block_prefixes(spec)
-    slots = [Slot("Conv", f"{P[0]}_conv", "keras"), Slot("Conv/BatchNorm", f"{P[0]}_bn", "keras"),
+    blocks = _keras_mobilenet_blocks(spec, lambda i: "expanded_conv" if i == 0 else f"expanded_conv_{i}",
+                                     lambda k, part, bn: f"{k}/{part}" + ("/BatchNorm" if bn else ""))
+    return ([Slot("Conv", f"{P[0]}_conv", "keras"), Slot("Conv/BatchNorm", f"{P[0]}_bn", "keras"),
              Slot("Conv_1", f"{P[-1]}_conv", "keras"), Slot("Conv_1/BatchNorm", f"{P[-1]}_bn", "keras")]
-    for i, (b, p) in enumerate(list(zip(spec.blocks, P))[1:-1]):
-        k = "expanded_conv" if i == 0 else f"expanded_conv_{i}"
-        if b.kind == "ir":
-            slots += [Slot(f"{k}/expand", f"{p}_expand_conv", "keras"),
-                      Slot(f"{k}/expand/BatchNorm", f"{p}_expand_bn", "keras"),
-                      Slot(f"{k}/depthwise", f"{p}_spatial_conv", "keras"),
-                      Slot(f"{k}/depthwise/BatchNorm", f"{p}_spatial_bn", "keras")]
-        else:
-            slots += [Slot(f"{k}/depthwise", f"{p}_dw", "keras"),
-                      Slot(f"{k}/depthwise/BatchNorm", f"{p}_dw_bn", "keras")]
-        if b.se:
-            slots += [Slot(f"{k}/squeeze_excite/Conv", f"{p}_se_reduce", "keras"),
-                      Slot(f"{k}/squeeze_excite/Conv_1", f"{p}_se_expand", "keras")]
-        slots += [Slot(f"{k}/project", f"{p}_project_conv", "keras"),
-                  Slot(f"{k}/project/BatchNorm", f"{p}_project_bn", "keras")]
-    return slots + [Slot("Conv_2", "head_conv", "keras", "top"),
-                    Slot("Logits", "predictions", "keras_logits", "classifier")]
+            + blocks + [Slot("Conv_2", "head_conv", "keras", "top"),
+                        Slot("Logits", "predictions", "keras_logits", "classifier")])
 
 
 def key_map(spec, family, style, layer_names):
