@@ -6,7 +6,7 @@ import inspect
 import json
 import os
 
-from kerasnets import families
+from kerasnets import checkpoints, families
 from kerasnets.backend import keras
 from kerasnets.builder import BuildOptions, build_model, feature_info
 from kerasnets.errors import ModelConfigError
@@ -109,8 +109,8 @@ CHECKPOINT_SOURCES = {
 def checkpoint_sources(name):
     """[(checkpoint name, convention)] that registry model ``name`` imports; [] for none (AXSpine)."""
     entry = _entry(name)
-    family = next((f for f in sorted(CHECKPOINT_SOURCES, key=len, reverse=True) if name.startswith(f)), None)
-    if family is None:
+    family = checkpoints.keymaps.model_family(name)
+    if family not in CHECKPOINT_SOURCES:
         return []
     kw = entry.spec_kwargs
     tag = name[len(family):].lstrip("_").replace("x", "", 1) if family == "shufflenet_v2" else name.rsplit("_", 1)[-1]
@@ -230,7 +230,6 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
         raise ModelConfigError(f"classes={classes!r} must be a positive integer.")
     spec = entry.spec(**overrides)
     if weights is not None:
-        from kerasnets import checkpoints  # timm / torchvision / Megvii / Keras Applications checkpoints
         if checkpoints.is_checkpoint(weights):  # built in the checkpoint's convention, then imported
             return checkpoints.model_with_weights(
                 get_model, name, weights, spec, {**options, **overrides}, input_shape=input_shape,
