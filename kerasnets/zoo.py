@@ -251,7 +251,12 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
                         classifier_activation=classifier_activation, options=BuildOptions(**options),
                         out_indices=out_indices if features_only else None)
     if weights is not None:
-        model.load_weights(weights)
+        try:
+            model.load_weights(weights)
+        except (OSError, ValueError) as e:  # h5py "file signature not found", a layer count or shape mismatch
+            raise ModelConfigError(f"weights={weights!r} could not be loaded into {model.name} "
+                                   f"({str(e).splitlines()[0][:200]}); pass weights Keras saved from this model "
+                                   "(same name and options) or a checkpoint kerasnets imports.") from None
     if features_only:
         model.feature_info = feature_info(model)  # convenience copy; kerasnets.feature_info(model) after load
     return model

@@ -89,3 +89,8 @@ class WeightsTest(tf.test.TestCase):
         again = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=3, weights=path)
         for a, b in zip(model.get_weights(), again.get_weights()):
             self.assertAllEqual(a, b)
+        not_weights = os.path.join(tempfile.mkdtemp(), "notes.txt")
+        with open(not_weights, "w") as f:
+            f.write("not an HDF5 file")
+        with self.assertRaisesRegex(kerasnets.ModelConfigError, r"notes.txt' could not be loaded into mobilenet_v2_035"):
+            kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=3, weights=not_weights)
