@@ -45,6 +45,7 @@ from kerasnets.host import machine
 from kerasnets.io import atomic_write
 from kerasnets.spec import Block, ModelSpec, Top
 from kerasnets.stats import randomize_batch_norm
+from kerasnets.errors import UsageError
 
 L = keras.layers
 
@@ -345,7 +346,7 @@ TIMED_PRECISIONS = ("int8", "float32")
 
 def _check_precision(precision):
     if precision not in TIMED_PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not timed on the host CPU; use int8 and/or float32.")
+        raise UsageError(f"precision {precision!r} is not timed on the host CPU; use int8 and/or float32.")
 
 
 def _convert(model, precision, calibration=4):
@@ -473,10 +474,10 @@ def load_timings(path, threads=None):
         saved_threads = data.get("threads", 1)
         networks = [dict(n, model=build_network(n["spec"], n["input"][0])) for n in nets]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"--samples={path} is not a timings file written by kerasnets-estimate --calibrate "
+        raise UsageError(f"--samples={path} is not a timings file written by kerasnets-estimate --calibrate "
                          f"--samples ({type(e).__name__}: {e}); delete it or pass another path to measure again.")
     if threads is not None and saved_threads != threads:
-        raise ValueError(f"--samples={path} was measured with {saved_threads} thread(s), not --threads={threads}; "
+        raise UsageError(f"--samples={path} was measured with {saved_threads} thread(s), not --threads={threads}; "
                          f"pass --threads={saved_threads} or another --samples path to measure again.")
     return samples, overhead, networks
 

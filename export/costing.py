@@ -19,6 +19,7 @@ import numpy as np
 
 from export.graph import CONV_KINDS
 from export.profiles import load_profile
+from kerasnets.errors import UsageError
 
 ELEMENT_BYTES = {"int8": 1, "int16": 2, "float16": 2, "float32": 4}
 # Op kinds whose cost is memory traffic, and the memory_ops efficiency each one uses.
@@ -330,10 +331,10 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
     profile = load_profile(profile)
     precision = precision or profile.default_precision()
     if precision not in ELEMENT_BYTES:
-        raise ValueError(f"precision {precision!r} is unknown; use one of {sorted(ELEMENT_BYTES)}.")
+        raise UsageError(f"precision {precision!r} is unknown; use one of {sorted(ELEMENT_BYTES)}.")
     host, speed = profile.host()
     if not profile.is_npu and precision not in profile["predictors"]:
-        raise ValueError(f"profile {profile.name} has no {precision} predictors; use one of "
+        raise UsageError(f"profile {profile.name} has no {precision} predictors; use one of "
                          f"{sorted(profile['predictors'])} or recalibrate.")
     if profile.is_npu and cpu_precision not in host["predictors"]:
         cpu_precision = host.default_precision()

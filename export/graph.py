@@ -13,6 +13,7 @@ import numpy as np
 from kerasnets.backend import keras
 from kerasnets.heads import float_head_layer_names
 from kerasnets.stats import layer_macs
+from kerasnets.errors import UsageError
 
 L = keras.layers
 
@@ -276,7 +277,7 @@ def _fuse(graph):
 def analyze(model):
     """Describe every layer of a functional Keras model (float, QAT-wrapped or deployed) as an :class:`Op`."""
     if not getattr(model, "_is_graph_network", False):
-        raise ValueError(f"the estimator needs a functional Keras model, got {type(model).__name__}; "
+        raise UsageError(f"the estimator needs a functional Keras model, got {type(model).__name__}; "
                          "build it with the functional API (kerasnets.get_model does).")
     config = model.get_config()
     cfgs = {c["name"]: c for c in config["layers"]}

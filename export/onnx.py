@@ -10,6 +10,7 @@ import kerasnets
 from export.tflite import ExportError
 from kerasnets.backend import tf
 from kerasnets.io import atomic_write
+from export.runtime import VerificationError
 
 
 def _require():
@@ -51,7 +52,7 @@ def verify_onnx(keras_model, content, images, atol=1e-4):
     err = float(np.abs(expected - got).max())
     agree = float(np.mean(expected.argmax(-1) == got.argmax(-1)))
     if err > atol:
-        raise AssertionError(f"ONNX model disagrees with Keras: max abs error {err:.3g} > {atol}.")
+        raise VerificationError(f"ONNX model disagrees with Keras: max abs error {err:.3g} > {atol}.")
     return {"mode": "onnx", "samples": len(images), "max_abs_error": err, "top1_agreement": agree}
 
 

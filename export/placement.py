@@ -19,6 +19,7 @@ Policies:
 from export.costing import estimate_graph
 from export.graph import CONV_KINDS
 from export.profiles import load_profile
+from kerasnets.errors import KerasnetsError
 
 POLICIES = ("max_npu", "float_head", "min_latency")
 
@@ -28,7 +29,7 @@ BAD_RANK = "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
 SUBGRAPH = "More than one subgraph is not supported"
 
 
-class PartitionError(ValueError):
+class PartitionError(KerasnetsError, ValueError):
     """A partition request that cannot be honoured."""
 
 

@@ -33,6 +33,8 @@ import json
 import math
 import os
 
+from kerasnets.errors import KerasnetsError
+
 PRECISIONS = ("int8", "int16", "float16", "float32")
 # Op kinds the estimator knows (see export.cost.OP_KINDS for their meaning).
 SUPPORT_OPS = ("conv", "depthwise", "group_conv", "dense", "batchnorm", "add", "multiply", "concat", "slice", "pad",
@@ -53,7 +55,7 @@ CONSTRAINT_KEYS = {"kernel_sizes": int, "strides": int, "pool_sizes": int, "form
 USER_PROFILE_DIR = os.path.expanduser("~/.config/kerasnets/profiles")
 
 
-class ProfileError(ValueError):
+class ProfileError(KerasnetsError, ValueError):
     """A hardware profile that is missing, malformed or inconsistent."""
 
 

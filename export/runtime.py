@@ -18,12 +18,14 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
+from kerasnets.errors import KerasnetsError, UsageError
 
-class ArtifactError(ValueError):
+
+class ArtifactError(KerasnetsError, ValueError):
     """A file that is not a usable TFLite model."""
 
 
-class VerificationError(AssertionError):
+class VerificationError(KerasnetsError, AssertionError):
     """A TFLite artifact disagrees with its Keras source beyond the mode's tolerance."""
 
 
@@ -193,10 +195,10 @@ def top1_agreement(expected, got, resolution=0.0):
 
 def _limits(mode, tolerances):
     if mode not in TOLERANCES and tolerances is None:
-        raise ValueError(f"mode {mode!r} has no tolerance; use one of {sorted(TOLERANCES)} or pass tolerances.")
+        raise UsageError(f"mode {mode!r} has no tolerance; use one of {sorted(TOLERANCES)} or pass tolerances.")
     limits = tuple(tolerances or TOLERANCES[mode])
     if len(limits) not in (2, 3):
-        raise ValueError(f"tolerances {limits} are not (max abs error, min top-1 agreement[, min share within]).")
+        raise UsageError(f"tolerances {limits} are not (max abs error, min top-1 agreement[, min share within]).")
     return limits if len(limits) == 3 else limits + (1.0,)
 
 
@@ -245,7 +247,7 @@ def verify(keras_model, artifact, images, mode, tolerances=None, raise_on_failur
     _limits(mode, tolerances)  # an unknown mode is refused before any inference
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"verification images have shape {images.shape}; pass a non-empty (N, H, W, C) batch.")
+        raise UsageError(f"verification images have shape {images.shape}; pass a non-empty (N, H, W, C) batch.")
     expected = np.asarray(keras_model.predict(images, batch_size=32, verbose=0), dtype=np.float32)
     interpreter = load_interpreter(artifact)
     got = run_batch(interpreter, images)
@@ -296,7 +298,7 @@ def _summary(timer, label):
 def time_function(fn, runs=50, warmup=5):
     """Time ``fn()`` (e.g. a chained runner on one image): warm-up, then ``runs`` calls; median and p90 in ms."""
     if runs < 1 or warmup < 0:
-        raise ValueError(f"runs={runs} / warmup={warmup} must be >= 1 / >= 0.")
+        raise UsageError(f"runs={runs} / warmup={warmup} must be >= 1 / >= 0.")
     for _ in range(warmup):
         fn()
     times = []
@@ -310,7 +312,7 @@ def time_function(fn, runs=50, warmup=5):
 def benchmark(artifact, runs=50, warmup=5, threads=1):
     """Warm up, then time ``runs`` invokes; median, p90, mean, size and op counts."""
     if runs < 1 or warmup < 0:
-        raise ValueError(f"runs={runs} / warmup={warmup} must be >= 1 / >= 0.")
+        raise UsageError(f"runs={runs} / warmup={warmup} must be >= 1 / >= 0.")
     timer = _Timer(artifact, threads)
     for _ in range(warmup):
         timer.once()

@@ -10,13 +10,14 @@ from ai_edge_litert.interpreter import Interpreter
 
 import kerasnets
 from kerasnets.backend import tf
+from kerasnets.errors import KerasnetsError
 from kerasnets.io import atomic_write
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("float32", "int8", "uint8")
 
 
-class ExportError(ValueError):
+class ExportError(KerasnetsError, ValueError):
     """A conversion request that cannot be honoured (bad mode, missing calibration data...)."""
 
 

@@ -9,9 +9,11 @@ stay in that script.
 import json
 import re
 import sys
+import traceback
 
 from absl import app, flags
 
+from kerasnets.errors import KerasnetsError, UsageError, path_error
 from kerasnets.io import plain
 
 FLAGS = flags.FLAGS
@@ -88,11 +90,11 @@ def parse_size(text, flag="input_size"):
     """'HxW' (or a single 'S' for square) -> (height, width); ValueError names the flag."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(text or ""))
     if not m:
-        raise ValueError(f"--{flag}={text!r} is not a size; write it as HEIGHTxWIDTH, e.g. 224x224.")
+        raise UsageError(f"--{flag}={text!r} is not a size; write it as HEIGHTxWIDTH, e.g. 224x224.")
     h = int(m.group(1))
     w = int(m.group(2) or h)
     if h < 1 or w < 1:
-        raise ValueError(f"--{flag}={text!r} must be positive.")
+        raise UsageError(f"--{flag}={text!r} must be positive.")
     return h, w
 
 
@@ -102,9 +104,26 @@ def print_json(obj):
 
 
 def user_errors():
-    """Exception classes that are the user's fault: printed as one sentence, exit code 2 (every
-    package's user errors, ``ModelConfigError``, ``DataError``, ``PipelineError``..., are ``ValueError`` s)."""
-    return (ValueError, FileNotFoundError, AssertionError)
+    """Exception classes that are the user's fault: printed as one sentence, exit code 2. Every
+    package's user errors (``ModelConfigError``, ``DataError``, ``ExportError``, ``PipelineError``...)
+    derive from :class:`kerasnets.errors.KerasnetsError`; anything else is a bug and keeps its trace."""
+    return (KerasnetsError,)
+
+
+def explain(exc):
+    """The one-sentence message for an exception the boundary reports with exit 2, or None for a bug.
+
+    User errors print as they are; an OSError that names its file (raised where the path was not
+    known to the project) and running out of memory are the user's environment, not a bug.
+    """
+    if isinstance(exc, KerasnetsError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return ("ran out of memory; use a smaller --input_size, --batch_size or model, or a machine with more "
+                "memory.")
+    if isinstance(exc, OSError) and exc.filename is not None and exc.errno is not None:
+        return str(path_error(exc.filename, exc, "use"))
+    return None
 
 
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
@@ -127,6 +146,7 @@ def run_main(main, positional=False):
     """``app.run`` around ``main``, turning user errors into one sentence and exit code 2.
 
     Positional arguments are refused unless ``positional`` (e.g. the files of kerasnets-bench).
+    User errors (:func:`explain`) print one sentence and exit 2; a bug prints its trace and exits 1.
     ``--help`` lists the script's flags and exits 0; an unknown or malformed flag exits 2.
     """
     ran = []
@@ -138,8 +158,17 @@ def run_main(main, positional=False):
             return 2
         try:
             return main(argv)
-        except user_errors() as e:
-            print(f"error: {e}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("interrupted.", file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 (the one boundary: sorts user errors from bugs)
+            message = explain(e)
+            if message is None:
+                traceback.print_exc()
+                print(f"error: this is a bug in kerasnets ({type(e).__name__}); please report it with the command "
+                      "and the trace above.", file=sys.stderr)
+                return 1
+            print(f"error: {message}", file=sys.stderr)
             return 2
     _script_help(main)
     try:

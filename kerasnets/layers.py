@@ -7,6 +7,7 @@ Each is serializable (``get_config``), registered for Keras loading under the
 import math
 
 from kerasnets.backend import keras, tf
+from kerasnets.errors import ModelConfigError
 
 _register = keras.saving.register_keras_serializable(package="kerasnets")
 
@@ -35,9 +36,9 @@ class ChannelShuffle(keras.layers.Layer):
     def __init__(self, groups, mode="low_rank", order="groups_first", **kwargs):
         super().__init__(**kwargs)
         if mode not in SHUFFLE_MODES:
-            raise ValueError(f"ChannelShuffle mode {mode!r} is unknown; use one of {SHUFFLE_MODES}.")
+            raise ModelConfigError(f"ChannelShuffle mode {mode!r} is unknown; use one of {SHUFFLE_MODES}.")
         if order not in SHUFFLE_ORDERS:
-            raise ValueError(f"ChannelShuffle order {order!r} is unknown; use one of {SHUFFLE_ORDERS}.")
+            raise ModelConfigError(f"ChannelShuffle order {order!r} is unknown; use one of {SHUFFLE_ORDERS}.")
         self.groups = int(groups)
         self.mode = mode
         self.order = order
@@ -45,7 +46,7 @@ class ChannelShuffle(keras.layers.Layer):
     def build(self, input_shape):
         channels = int(input_shape[-1])
         if channels % self.groups:
-            raise ValueError(f"ChannelShuffle cannot split {channels} channels into {self.groups} "
+            raise ModelConfigError(f"ChannelShuffle cannot split {channels} channels into {self.groups} "
                              "equal groups; use a channel count divisible by the groups.")
         super().build(input_shape)
 
@@ -83,7 +84,7 @@ class ChannelSlice(keras.layers.Layer):
     def build(self, input_shape):
         channels = int(input_shape[-1])
         if self.start < 0 or self.size < 1 or self.start + self.size > channels:
-            raise ValueError(f"ChannelSlice [{self.start}, {self.start + self.size}) does not fit "
+            raise ModelConfigError(f"ChannelSlice [{self.start}, {self.start + self.size}) does not fit "
                              f"in {channels} channels; pick a range inside the input.")
         super().build(input_shape)
 
@@ -157,7 +158,7 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
         h, w = inputs.shape[1], inputs.shape[2]
         oh, ow = self.output_size
         if h is None or w is None:
-            raise ValueError("AdaptiveAveragePooling2D needs a static input height and width; "
+            raise ModelConfigError("AdaptiveAveragePooling2D needs a static input height and width; "
                              "build the model with a fixed input_shape.")
         if (h, w) == (oh, ow):
             return inputs

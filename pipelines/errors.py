@@ -4,12 +4,12 @@ Scripts catch :class:`PipelineError` (and the other packages' ``ValueError`` sub
 at the boundary and exit with status 2. :class:`DataError` is :class:`kerasnets.errors.DataError`
 (the dataset readers live in :mod:`kerasnets.datasets`), re-exported here.
 """
-from kerasnets.errors import DataError
+from kerasnets.errors import DataError, KerasnetsError
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "PipelineError"]
 
 
-class PipelineError(ValueError):
+class PipelineError(KerasnetsError, ValueError):
     """Base class of every user error raised by pipelines."""
 
 

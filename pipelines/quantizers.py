@@ -15,6 +15,7 @@ import numpy as np
 
 import kerasnets
 from kerasnets.backend import keras
+from pipelines.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -41,7 +42,7 @@ def quantize_symmetric(x, bits=8, axis=None, narrow_range=False):
     """Symmetric quantization of ``x`` (per tensor, or per channel along ``axis``)."""
     x = np.asarray(x, np.float64)
     if bits < 1:
-        raise ValueError(f"bits={bits} must be at least 1.")
+        raise ConfigError(f"bits={bits} must be at least 1.")
     if bits == 1:
         scale = _reduce(np.abs(x), np.mean, axis)
         scale = np.where(scale > 0, scale, 1.0)
@@ -58,7 +59,7 @@ def quantize_asymmetric(x, bits=8, axis=None):
     """Asymmetric (min/max, zero point) quantization onto the signed ``bits`` range."""
     x = np.asarray(x, np.float64)
     if bits < 1:
-        raise ValueError(f"bits={bits} must be at least 1.")
+        raise ConfigError(f"bits={bits} must be at least 1.")
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     lo = np.minimum(_reduce(x, np.min, axis), 0.0)
     hi = np.maximum(_reduce(x, np.max, axis), 0.0)

@@ -5,12 +5,19 @@ running a script, and the split of per-model sweeps between the two test tiers.
 the zoo runs one model of each structural kind in the fast tier and the rest only in the full
 suite, so both tiers still touch every block kind.
 """
+import contextlib
+import importlib
+import io
 import json
 import os
 import subprocess
 import sys
+import types
+from unittest import mock
 
 import numpy as np
+from absl import flags
+from absl.testing import flagsaver
 
 from kerasnets.stats import randomize_batch_norm
 from tests.fixtures import synth
@@ -44,6 +51,26 @@ def run_module(module, *args, env=None, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_USE_LEGACY_KERAS="1", PYTHONPATH=ROOT, **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=timeout)
+
+
+def run_cli(module, *args):
+    """Run a script's ``run()`` in this process, as ``python -m module args`` would.
+
+    Returns an object with ``returncode``, ``stdout`` and ``stderr`` like :func:`run_module`, in
+    a fraction of its time (no new interpreter, no second TensorFlow import). The flags are
+    reset before and restored after, so runs do not leak into each other.
+    """
+    script = importlib.import_module(module)
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with flagsaver.flagsaver(), mock.patch.object(sys, "argv", [module, *args]), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        flags.FLAGS.unparse_flags()
+        try:
+            script.run()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def load_case(case):

@@ -10,6 +10,7 @@ from absl import flags
 
 from export import runtime
 from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.errors import UsageError
 
 FLAGS = flags.FLAGS
 define_flags("runs", "threads", "json")
@@ -19,12 +20,12 @@ flags.DEFINE_integer("warmup", 5, "Untimed invokes before timing.", lower_bound=
 def main(argv):
     files = list(argv[1:])
     if not files:
-        raise ValueError("no TFLite file given; run kerasnets-bench FILE.tflite [FILE2.tflite ...].")
+        raise UsageError("no TFLite file given; run kerasnets-bench FILE.tflite [FILE2.tflite ...].")
     try:
         results = runtime.compare({f: f for f in files}, runs=FLAGS.runs, warmup=FLAGS.warmup,
                                   threads=FLAGS.threads)
     except runtime.ArtifactError as e:
-        raise ValueError(str(e)) from None
+        raise UsageError(str(e)) from None
     base = results[files[0]]["median_ms"]
     for r in results.values():
         r["ratio_to_first"] = r["median_ms"] / base

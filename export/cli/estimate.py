@@ -24,6 +24,7 @@ from export.profiles import USER_PROFILE_DIR, load_profile
 from export.report import plot_estimate
 from kerasnets.cli import define_flags, print_json, run_main
 from kerasnets.io import atomic_write
+from kerasnets.errors import UsageError
 
 FLAGS = flags.FLAGS
 define_flags("model", "input_size", "profile", "threads", "policy", "classes", "shuffle", "group_conv", "json")
@@ -51,7 +52,7 @@ def _model_overrides():
 
 def _check_threads(profile):
     if not profile.is_npu and profile["threads"] != FLAGS.threads:
-        raise ValueError(f"profile {profile.name} was fitted with {profile['threads']} thread(s), not --threads="
+        raise UsageError(f"profile {profile.name} was fitted with {profile['threads']} thread(s), not --threads="
                          f"{FLAGS.threads}; recalibrate with --calibrate --threads={FLAGS.threads} or drop --threads.")
 
 
@@ -90,7 +91,7 @@ def main(argv):
     _check_threads(profile)
     precision = FLAGS.precision or profile.default_precision()
     if precision not in cost.ELEMENT_BYTES:
-        raise ValueError(f"--precision={precision!r} is unknown; use int8 or float32.")
+        raise UsageError(f"--precision={precision!r} is unknown; use int8 or float32.")
     model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, _model_overrides())
     policy = FLAGS.policy or "max_npu"
     result = cost.estimate(model, profile, precision=precision, policy=policy)

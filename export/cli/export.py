@@ -15,6 +15,7 @@ from export import runtime, tflite
 from export.cli.zoo_model import build_model
 from kerasnets import datasets
 from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.errors import UsageError
 
 FLAGS = flags.FLAGS
 define_flags("model", "input_size", "classes", "weights", "out", "calibration_count", "io_type", "seed", "json")
@@ -35,11 +36,11 @@ def calibration(source, size, count, seed):
 def artifact_path(out, model, mode):
     """``out`` when it names a .tflite file, else ``out/<model>_<mode>.tflite``."""
     if not out:
-        raise ValueError("--out is required; pass the output folder (or a FILE.tflite), e.g. --out=exported.")
+        raise UsageError("--out is required; pass the output folder (or a FILE.tflite), e.g. --out=exported.")
     if out.endswith(".tflite"):
         return out
     if os.path.splitext(out.rstrip("/"))[1] and not os.path.isdir(out):
-        raise ValueError(f"--out={out!r} looks like a file that is not .tflite; it must name a .tflite file or a "
+        raise UsageError(f"--out={out!r} looks like a file that is not .tflite; it must name a .tflite file or a "
                          "folder, e.g. --out=model.tflite or --out=exported/.")
     return os.path.join(out, f"{model}_{mode}.tflite")
 

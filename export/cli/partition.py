@@ -15,6 +15,7 @@ from absl import flags
 from export import partition
 from export.cli.zoo_model import build_model
 from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.errors import UsageError
 
 FLAGS = flags.FLAGS
 define_flags("model", "input_size", "profile", "policy", "out", "classes", "shuffle", "group_conv", "weights",
@@ -27,18 +28,18 @@ def main(argv):
     model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, overrides)
     if FLAGS.weights:
         if not os.path.isfile(FLAGS.weights):
-            raise ValueError(f"--weights={FLAGS.weights!r} is not a file; pass a Keras weights file.")
+            raise UsageError(f"--weights={FLAGS.weights!r} is not a file; pass a Keras weights file.")
         model.load_weights(FLAGS.weights)
     plan = partition.partition_for_profile(model, FLAGS.profile, policy=FLAGS.policy or "max_npu")
     files = None
     if FLAGS.out:
         if FLAGS.calibration_npz:
             if not os.path.isfile(FLAGS.calibration_npz):
-                raise ValueError(f"--calibration_npz={FLAGS.calibration_npz!r} is not a file; check the path.")
+                raise UsageError(f"--calibration_npz={FLAGS.calibration_npz!r} is not a file; check the path.")
             with np.load(FLAGS.calibration_npz) as z:
                 images = np.asarray(z[z.files[0]], np.float32)
             if images.shape[1:] != (h, w, 3):
-                raise ValueError(f"--calibration_npz images have shape {images.shape[1:]}, the model takes "
+                raise UsageError(f"--calibration_npz images have shape {images.shape[1:]}, the model takes "
                                  f"{(h, w, 3)}; resize them or change --input_size.")
         else:
             images = np.random.default_rng(0).uniform(-1, 1, (FLAGS.calibration_count, h, w, 3)).astype(np.float32)

@@ -2,18 +2,10 @@
 import json
 import sys
 
-from export.partition import PartitionError
-from export.profiles import ProfileError
-from export.runtime import ArtifactError
-from export.tflite import ExportError
-from kerasnets.errors import DataError, ModelConfigError
+from kerasnets.cli import user_errors
 from kerasnets.io import plain
-from pipelines.errors import PipelineError
 
-
-def user_errors():
-    """ValueError subclasses that mean bad user input (exit 2 with one sentence)."""
-    return (PipelineError, DataError, ExportError, ArtifactError, ModelConfigError, ProfileError, PartitionError)
+__all__ = ["emit", "fail", "user_errors"]
 
 
 def fail(message):

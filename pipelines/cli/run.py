@@ -59,10 +59,10 @@ def main(argv):
         summary = job.run_job(config, out, restart=FLAGS.restart,
                               log=(lambda m: print(m, flush=True)) if not FLAGS.json else
                               (lambda m: print(m, file=sys.stderr, flush=True)))
-    except user_errors() as e:
-        fail(str(e))
     except VerificationError as e:
         fail(f"verification failed: {e}")
+    except user_errors() as e:
+        fail(str(e))
     if FLAGS.json:
         print(json.dumps(summary, sort_keys=True))
     else:
