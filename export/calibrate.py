@@ -344,8 +344,20 @@ def _kernel_model(shape, body, index):
 TIMED_PRECISIONS = ("int8", "float32")
 
 
+def _check_count(name, value, low=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{name}={value!r} must be an integer >= {low}.")
+
+
+def _check_precisions(precisions):
+    if isinstance(precisions, str) or not isinstance(precisions, (list, tuple)) or not precisions:
+        raise UsageError(f"precisions={precisions!r} must be a non-empty list of int8 and/or float32.")
+    for precision in precisions:
+        _check_precision(precision)
+
+
 def _check_precision(precision):
-    if precision not in TIMED_PRECISIONS:
+    if not isinstance(precision, str) or precision not in TIMED_PRECISIONS:
         raise UsageError(f"precision {precision!r} is not timed on the host CPU; use int8 and/or float32.")
 
 
@@ -419,6 +431,10 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
     of a one-op model, LiteRT's per-invoke overhead); the overhead per precision; and one
     dict per (network, precision) with the Keras ``model`` and its steady ``measured_ms``.
     """
+    _check_precisions(precisions)
+    for name, value, low in (("threads", threads, 1), ("rounds", rounds, 1), ("samples", samples, 1),
+                             ("networks", networks, 0), ("seed", seed, 0)):
+        _check_count(name, value, low)
     specs = kernel_specs(quick, samples=samples, seed=seed)
     nets = network_models(max(2, networks // 3) if quick else networks, seed=seed + 1)
     kernels = [(kind, _kernel_model(shape, body, i)) for i, (kind, shape, body) in enumerate(specs)]
@@ -544,6 +560,15 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
     in-model context (:func:`_fit_context`): kernels inside a model run slower than alone
     (cold weights and activations) and pay a per-op cost of their own.
     """
+    _check_count("threads", threads)
+    if not isinstance(samples, (list, tuple)) or not samples or not all(isinstance(s, dict) for s in samples):
+        raise UsageError("samples must be the non-empty list of sample dicts run_microbenchmarks returns; measure "
+                         "again.")
+    if not isinstance(overhead, dict):
+        raise UsageError(f"overhead must be the dict of per-precision invoke overheads run_microbenchmarks returns, "
+                         f"not {type(overhead).__name__}.")
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"name={name!r} must be a non-empty profile name.")
     predictors = {}
     peak = {}
     fit_report = {}
@@ -676,8 +701,12 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
     land from it (the measurement's own spread within a run; separate runs of this VM spread
     far more, see README).
     """
-    for precision in precisions:
-        _check_precision(precision)
+    _check_precisions(precisions)
+    for name, value in (("threads", threads), ("rounds", rounds), ("repeats", repeats)):
+        _check_count(name, value)
+    if isinstance(resolutions, (str, int)) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 32
+                                                      for r in resolutions):
+        raise UsageError(f"resolutions={resolutions!r} must be a list of input sizes >= 32, e.g. (96, 128).")
     profile = load_profile(profile)
     models = list(models or kerasnets.list_models())
     cases, interpreters = [], {}

@@ -7,16 +7,17 @@ the model once, :func:`estimate_graph` (:mod:`export.costing`) costs it for a pl
 (:func:`export.placement.place`). This module is the estimator's public face: the names
 below are the ones scripts and tests use.
 """
-from export.costing import (CPU_TERMS, ELEMENT_BYTES, MEMORY_GROUP, RESIDUAL_FEATURES, cpu_features,
-                            cpu_predictor_kind, cpu_residual, estimate_graph, format_table, gemm_channels, padded_work,
-                            residual_point)
+from export.costing import (CPU_TERMS, ELEMENT_BYTES, MEMORY_GROUP, RESIDUAL_FEATURES, check_precision,
+                            check_profile_precision, cpu_features, cpu_predictor_kind, cpu_residual, estimate_graph,
+                            format_table, gemm_channels, padded_work, residual_point)
 from export.graph import CONV_KINDS, ModelGraph, Op, analyze
-from export.placement import place
+from export.placement import check_policy, place
 from export.profiles import load_profile
 
 __all__ = ["CONV_KINDS", "CPU_TERMS", "ELEMENT_BYTES", "MEMORY_GROUP", "RESIDUAL_FEATURES", "ModelGraph", "Op",
-           "analyze", "cpu_features", "cpu_predictor_kind", "cpu_residual", "estimate", "estimate_graph",
-           "format_table", "gemm_channels", "padded_work", "residual_point"]
+           "analyze", "check_precision", "check_profile_precision", "cpu_features", "cpu_predictor_kind",
+           "cpu_residual", "estimate", "estimate_graph", "format_table", "gemm_channels", "padded_work",
+           "residual_point"]
 
 
 def estimate(model, profile, precision=None, policy="max_npu", cpu_precision="float32"):
@@ -26,9 +27,13 @@ def estimate(model, profile, precision=None, policy="max_npu", cpu_precision="fl
     (default ``max_npu``: the Edge TPU compiler's rule); each row of ``layers`` carries the
     placement and its reason in the compiler's words.
     """
-    graph = model if isinstance(model, ModelGraph) else analyze(model)
+    check_precision(precision)
+    check_precision(cpu_precision, "cpu_precision", allow_none=False)
+    check_policy(policy)
     profile = load_profile(profile)
     precision = precision or profile.default_precision()
+    check_profile_precision(profile, precision)
+    graph = model if isinstance(model, ModelGraph) else analyze(model)
     decisions = place(graph, profile, policy=policy, precision=precision)
     result = estimate_graph(graph, profile, precision, {d["name"]: d["placement"] for d in decisions},
                             cpu_precision)

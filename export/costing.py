@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from export.graph import CONV_KINDS
+from export.graph import CONV_KINDS, ModelGraph, analyze
 from export.profiles import load_profile
 from kerasnets.errors import UsageError
 
@@ -313,6 +313,21 @@ def _transfer_row(name, nbytes, profile, extra_s=0.0, why=""):
                       + (f"; {why}" if why else "")}
 
 
+def check_precision(precision, label="precision", allow_none=True):
+    """Refuse (UsageError) a precision the estimator does not know; None means the profile's default."""
+    if precision is None and allow_none:
+        return
+    if not isinstance(precision, str) or precision not in ELEMENT_BYTES:
+        raise UsageError(f"{label} {precision!r} is unknown; use one of {sorted(ELEMENT_BYTES)}.")
+
+
+def check_profile_precision(profile, precision):
+    """Refuse (UsageError) costing a CPU profile at a precision it has no predictors for."""
+    if not profile.is_npu and precision not in profile["predictors"]:
+        raise UsageError(f"profile {profile.name} has no {precision} predictors; use one of "
+                         f"{sorted(profile['predictors'])} or recalibrate.")
+
+
 def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision="float32"):
     """Cost an analyzed graph on ``profile``.
 
@@ -328,14 +343,16 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
 
     Returns a dict with ``layers`` (one row per op, plus transfer rows) and ``totals``.
     """
+    if not isinstance(graph, ModelGraph):
+        graph = analyze(graph)  # a Keras model (analyze refuses anything else)
+    check_precision(precision)
+    check_precision(cpu_precision, "cpu_precision", allow_none=False)
+    if placement is not None and not isinstance(placement, dict):
+        raise UsageError(f"placement must be a dict of layer name -> 'npu' or 'cpu', not {type(placement).__name__}.")
     profile = load_profile(profile)
     precision = precision or profile.default_precision()
-    if precision not in ELEMENT_BYTES:
-        raise UsageError(f"precision {precision!r} is unknown; use one of {sorted(ELEMENT_BYTES)}.")
     host, speed = profile.host()
-    if not profile.is_npu and precision not in profile["predictors"]:
-        raise UsageError(f"profile {profile.name} has no {precision} predictors; use one of "
-                         f"{sorted(profile['predictors'])} or recalibrate.")
+    check_profile_precision(profile, precision)
     if profile.is_npu and cpu_precision not in host["predictors"]:
         cpu_precision = host.default_precision()
     cache = {"used": 0, "streamed": 0}

@@ -279,6 +279,11 @@ def analyze(model):
     if not getattr(model, "_is_graph_network", False):
         raise UsageError(f"the estimator needs a functional Keras model, got {type(model).__name__}; "
                          "build it with the functional API (kerasnets.get_model does).")
+    for t in model.inputs:
+        shape = tuple(t.shape)[1:]
+        if any(d is None for d in shape):
+            raise UsageError(f"model {model.name} takes inputs of shape {shape}, not a static size; the estimator "
+                             "costs one input size, so build it with a fixed input_shape, e.g. (224, 224, 3).")
     config = model.get_config()
     cfgs = {c["name"]: c for c in config["layers"]}
     ops = []

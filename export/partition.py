@@ -17,13 +17,14 @@ import os
 import numpy as np
 
 from export import runtime, tflite
-from export.costing import estimate_graph
+from export.costing import check_precision, estimate_graph
 from export.graph import analyze, inbound_names
 from export.placement import (BAD_RANK, BAD_TYPE, NOT_SUPPORTED, POLICIES, SUBGRAPH, PartitionError,
-                              place, support_problem)
+                              check_policy, place, support_problem)
 from export.profiles import load_profile
 from kerasnets.backend import keras
-from kerasnets.io import atomic_write, plain
+from kerasnets.errors import PathError, UsageError, path_error
+from kerasnets.io import atomic_write, plain, writing
 
 L = keras.layers
 __all__ = ["BAD_RANK", "BAD_TYPE", "NOT_SUPPORTED", "POLICIES", "SUBGRAPH", "ChainedRunner", "PartitionError",
@@ -145,12 +146,20 @@ def _log(graph, profile, policy, precision, decisions, parts, est, input_shape):
     return "\n".join(lines) + "\n"
 
 
-def partition_for_profile(model, profile, policy="max_npu", precision=None):
-    """Place every layer of ``model`` for ``profile`` under ``policy``; returns a :class:`PartitionPlan`."""
+def npu_profile(profile):
+    """The :class:`~export.profiles.Profile` ``profile`` names, refused (PartitionError) unless it is an NPU's."""
     profile = load_profile(profile)
     if not profile.is_npu:
         raise PartitionError(f"profile {profile.name!r} is a CPU profile and has nothing to partition; "
                              "use an NPU profile such as edgetpu_usb.")
+    return profile
+
+
+def partition_for_profile(model, profile, policy="max_npu", precision=None):
+    """Place every layer of ``model`` for ``profile`` under ``policy``; returns a :class:`PartitionPlan`."""
+    check_policy(policy)
+    check_precision(precision)
+    profile = npu_profile(profile)
     precision = precision or profile.default_precision()
     graph = analyze(model)
     decisions = place(graph, profile, policy, precision)
@@ -209,6 +218,43 @@ def build_part(model, part, shapes):
     return sub
 
 
+def _check_model_and_plan(model, plan):
+    if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise PartitionError(f"the partitioner needs the functional Keras model the plan was made for, got "
+                             f"{type(model).__name__}.")
+    if isinstance(plan, PartitionPlan):
+        parts = plan.parts
+    elif isinstance(plan, list) and all(isinstance(p, dict) for p in plan):
+        parts = plan
+    else:
+        raise PartitionError(f"plan must be the PartitionPlan partition_for_profile returns (or its parts), not "
+                             f"{type(plan).__name__}.")
+    names = {layer.name for layer in model.layers}
+    for p in parts:
+        missing = [n for n in p.get("layers", []) + p.get("inputs", []) if n not in names]
+        if missing or not p.get("layers") or not p.get("outputs"):
+            raise PartitionError(f"the plan does not fit model {model.name} (layer {(missing or ['?'])[0]!r} is not "
+                                 "in it); partition this model with partition_for_profile.")
+
+
+def check_images(images, model, label="calibration images"):
+    """``images`` as a float32 (N, H, W, C) batch of the model's input size, finite; UsageError otherwise."""
+    try:
+        arr = np.asarray(images)
+    except Exception:  # noqa: BLE001 (ragged lists and objects numpy cannot stack)
+        raise UsageError(f"{label} are not an array of images; pass an (N, H, W, C) float array.") from None
+    if arr.dtype.kind not in "biuf":
+        raise UsageError(f"{label} have dtype {arr.dtype}, not numbers; pass an (N, H, W, C) float array.")
+    want = tuple(model.inputs[0].shape[1:])
+    if arr.ndim != 4 or tuple(arr.shape[1:]) != want or len(arr) == 0:
+        raise UsageError(f"{label} have shape {arr.shape} but the model takes (N,) + {want} with N >= 1; resize "
+                         "them or change the input size.")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise UsageError(f"{label} contain NaN or Inf; clean them or use other images.")
+    return arr
+
+
 def split_model(model, plan):
     """Cut ``model`` along ``plan`` into Keras models, one per part, in order.
 
@@ -216,6 +262,7 @@ def split_model(model, plan):
     ``outputs`` name the tensors (by producing layer) each part reads and writes, so
     running the parts in order, feeding each the tensors it names, reproduces ``model``.
     """
+    _check_model_and_plan(model, plan)
     parts = plan.parts if isinstance(plan, PartitionPlan) else plan
     shapes = {}
     for layer in model.layers:
@@ -260,7 +307,16 @@ def export_partition(model, plan, out_dir, images, calibration_count=32, command
     later parts' calibration through the Keras parts); CPU parts to float32. Returns the
     list of written part descriptions (also stored in ``plan.json``).
     """
-    images = np.asarray(images, np.float32)[:calibration_count]
+    if not isinstance(plan, PartitionPlan):
+        raise PartitionError(f"plan must be the PartitionPlan partition_for_profile returns, not "
+                             f"{type(plan).__name__}.")
+    if isinstance(calibration_count, bool) or not isinstance(calibration_count, int) or calibration_count < 1:
+        raise UsageError(f"calibration_count={calibration_count!r} must be a positive integer.")
+    if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
+        raise UsageError(f"out_dir={out_dir!r} must be a folder path.")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise PathError(f"cannot write into {os.fspath(out_dir)!r}: it is a file, not a folder; pick a folder path.")
+    images = check_images(images, model)[:calibration_count]
     parts = split_model(model, plan)
     values = {parts[0]["inputs"][0]: images}
     written = []
@@ -269,10 +325,12 @@ def export_partition(model, plan, out_dir, images, calibration_count=32, command
         mode = "int8" if p["device"] == "npu" else "float32"
         content, sig_in, sig_out = _convert_part(p, mode, feed)
         fname = f"part{i}_{p['device']}_{mode}.tflite"
-        tflite.write_artifact(os.path.join(out_dir, fname), content, plan.model, mode,
-                              extra={"partition": {"profile": plan.profile, "policy": plan.policy, "part": i,
-                                                   "device": p["device"], "inputs": p["inputs"],
-                                                   "outputs": p["outputs"]}}, command=command)
+        path = os.path.join(out_dir, fname)
+        writing(path, lambda: tflite.write_artifact(
+            path, content, plan.model, mode, extra={"partition": {"profile": plan.profile, "policy": plan.policy,
+                                                                  "part": i, "device": p["device"],
+                                                                  "inputs": p["inputs"], "outputs": p["outputs"]}},
+            command=command))
         out = p["model"](feed if len(feed) > 1 else feed[0], training=False)
         out = out if isinstance(out, (list, tuple)) else [out]
         for name, v in zip(p["outputs"], out):
@@ -281,8 +339,10 @@ def export_partition(model, plan, out_dir, images, calibration_count=32, command
                         "outputs": p["outputs"], "signature_inputs": sig_in, "signature_outputs": sig_out})
     doc = plan.as_dict()
     doc["files"] = written
-    atomic_write(os.path.join(out_dir, "plan.json"), json.dumps(doc, indent=1, default=plain) + "\n")
-    atomic_write(os.path.join(out_dir, "partition.log"), plan.log)
+    path = os.path.join(out_dir, "plan.json")
+    writing(path, lambda: atomic_write(path, json.dumps(doc, indent=1, default=plain) + "\n"))
+    path = os.path.join(out_dir, "partition.log")
+    writing(path, lambda: atomic_write(path, plan.log))
     return written
 
 
@@ -294,10 +354,22 @@ class ChainedRunner:
     """
 
     def __init__(self, out_dir, threads=1):
-        with open(os.path.join(out_dir, "plan.json")) as f:
-            self.plan = json.load(f)
+        if not isinstance(out_dir, (str, os.PathLike)):
+            raise UsageError(f"out_dir={out_dir!r} must be the folder export_partition wrote.")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise UsageError(f"threads={threads!r} must be a positive integer.")
+        path = os.path.join(out_dir, "plan.json")
+        try:
+            with open(path) as f:
+                self.plan = json.load(f)
+            files = self.plan["files"]
+        except OSError as e:
+            raise path_error(path, e, "read") from None
+        except (ValueError, KeyError, TypeError):
+            raise runtime.ArtifactError(f"{path!r} is not a plan written by export_partition (kerasnets-partition "
+                                        "--out); partition the model again.") from None
         self.parts = []
-        for p in self.plan["files"]:
+        for p in files:
             interp = runtime.load_interpreter(os.path.join(out_dir, p["file"]), threads=threads, probe=False)
             runner = interp.get_signature_runner()
             self.parts.append((p, interp, runner))

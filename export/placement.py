@@ -16,8 +16,8 @@ Policies:
 * ``min_latency``: the single cut inside the ``max_npu`` segment that minimises the
   estimated total latency, boundary transfer included.
 """
-from export.costing import estimate_graph
-from export.graph import CONV_KINDS
+from export.costing import ELEMENT_BYTES, estimate_graph
+from export.graph import CONV_KINDS, ModelGraph
 from export.profiles import load_profile
 from kerasnets.errors import KerasnetsError
 
@@ -31,6 +31,12 @@ SUBGRAPH = "More than one subgraph is not supported"
 
 class PartitionError(KerasnetsError, ValueError):
     """A partition request that cannot be honoured."""
+
+
+def check_policy(policy):
+    """Refuse (PartitionError) a policy that is not one of :data:`POLICIES`."""
+    if not isinstance(policy, str) or policy not in POLICIES:
+        raise PartitionError(f"policy {policy!r} is unknown; use one of {', '.join(POLICIES)}.")
 
 
 def _mapped(profile):
@@ -134,9 +140,13 @@ def place(graph, profile, policy="max_npu", precision=None):
 
     A CPU profile runs everything on the CPU.
     """
+    check_policy(policy)
     profile = load_profile(profile)
-    if policy not in POLICIES:
-        raise PartitionError(f"policy {policy!r} is unknown; use one of {POLICIES}.")
+    if not isinstance(graph, ModelGraph):
+        raise PartitionError(f"place() needs the graph export.cost.analyze(model) returns, not "
+                             f"{type(graph).__name__}; analyze the model first.")
+    if precision is not None and (not isinstance(precision, str) or precision not in ELEMENT_BYTES):
+        raise PartitionError(f"precision {precision!r} is unknown; use one of {sorted(ELEMENT_BYTES)}.")
     precision = precision or profile.default_precision()
     if not profile.is_npu:
         return [_decision(op, "host" if op.kind == "input" else "cpu",

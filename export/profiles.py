@@ -28,12 +28,13 @@ values win) before validation. A malformed profile raises :class:`ProfileError`,
 one sentence names the bad field.
 """
 import copy
+import difflib
 import functools
 import json
 import math
 import os
 
-from kerasnets.errors import KerasnetsError
+from kerasnets.errors import KerasnetsError, path_error
 
 PRECISIONS = ("int8", "int16", "float16", "float32")
 # Op kinds the estimator knows (see export.cost.OP_KINDS for their meaning).
@@ -50,6 +51,39 @@ CPU_OPTIONAL_TERMS = ("per_in_byte_s", "per_out_byte_s", "per_param_byte_s", "pe
                       "per_pixel_s")
 CONSTRAINT_KEYS = {"kernel_sizes": int, "strides": int, "pool_sizes": int, "forms": str, "max_channels": int,
                    "modes": str}
+# The fields of every level of a profile whose keys are fixed (not data keyed by precision, kernel or
+# free text such as ``assumptions``): a key outside them is a misspelling, refused with the closest
+# valid one, since a misspelled optional field would otherwise silently disable its rule.
+COMMON_FIELDS = ("name", "kind", "description", "sources", "device_label", "inherits", "assumptions", "fitted_to",
+                 "fitted_fields")
+NPU_FIELDS = {
+    "": COMMON_FIELDS + ("compute", "memory", "memory_ops", "support", "segments", "host"),
+    "compute": ("peak_macs_per_s", "clock_hz", "channel_alignment", "efficiency", "op_overhead_s",
+                "invoke_overhead_s"),
+    "compute.peak_macs_per_s": PRECISIONS,
+    "compute.efficiency": ("conv", "conv1x1", "depthwise", "dense", "group_conv_by_channels_per_group"),
+    "memory": ("param_cache_bytes", "activation_bytes", "onchip_bandwidth_bytes_per_s",
+               "offchip_bandwidth_bytes_per_s", "host_link_bandwidth_bytes_per_s", "host_link_latency_s",
+               "param_stream_from"),
+    "memory_ops": MEMORY_OP_KINDS,
+    "support": ("data_types", "ops", "activations", "max_nonunit_dims"),
+    "support.ops": SUPPORT_OPS,
+    "segments": ("max_npu_segments", "cpu_round_trip_s"),
+    "host": ("profile", "speed_factor"),
+}
+CPU_FIELDS = {
+    "": COMMON_FIELDS + ("threads", "measured_on", "invoke_overhead_s", "peak_macs_per_s", "predictors",
+                         "residuals", "fit", "context_factor", "context_fit", "context_per_op_s",
+                         "context_per_param_byte_s"),
+    "invoke_overhead_s": PRECISIONS,
+    "peak_macs_per_s": PRECISIONS,
+    "predictors": PRECISIONS,
+    "residuals": PRECISIONS,
+    "context_factor": PRECISIONS,
+    "context_per_op_s": PRECISIONS,
+    "context_per_param_byte_s": PRECISIONS,
+}
+RESIDUAL_FIELDS = ("points", "log_ratio", "scale", "bandwidth", "prior")
 
 
 USER_PROFILE_DIR = os.path.expanduser("~/.config/kerasnets/profiles")
@@ -98,10 +132,17 @@ def _merge(base, child):
 
 def _read(path, label):
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise ProfileError(f"profile {label} is not valid JSON ({e.msg} at line {e.lineno}); fix the file.") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"profile {label} is not a text file (not UTF-8), so not a profile JSON; pass a profile "
+                           "JSON file.") from None
+    except RecursionError:
+        raise ProfileError(f"profile {label} nests too deeply to be a profile; fix the file.") from None
+    except OSError as e:
+        raise path_error(path, e, "read") from None
     if not isinstance(data, dict):
         raise ProfileError(f"profile {label} must be a JSON object, not {type(data).__name__}; fix the file.")
     return data
@@ -136,6 +177,16 @@ class _Checker:
 
     def fail(self, field, problem):
         raise ProfileError(f"profile {self.label}: field '{field}' {problem}; fix it in the profile file.")
+
+    def known_keys(self, field, valid, what="field"):
+        """Refuse a key of the mapping at ``field`` ('' for the top level) outside ``valid``, naming the closest."""
+        node = self.data if not field else self.get(field, required=False)
+        if not isinstance(node, dict):
+            return
+        for key in node:
+            if key not in valid:
+                article = "an" if what[0] in "aeiou" else "a"
+                self.fail(f"{field}.{key}" if field else str(key), f"is not {article} {what}{closest(key, valid)}")
 
     def get(self, field, required=True):
         node = self.data
@@ -194,11 +245,51 @@ class _Checker:
         return v
 
 
+def closest(key, valid):
+    """' (did you mean X?)' for the valid name closest to ``key``, else a list of the valid names."""
+    match = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.5)
+    if match:
+        return f" (did you mean {match[0]!r}?)"
+    return f" (valid: {', '.join(sorted(str(v) for v in valid))})"
+
+
+def _check_known_keys(c, kind):
+    """Refuse unknown keys at every fixed-key level of a ``kind`` profile (see :data:`NPU_FIELDS`)."""
+    names = {PRECISIONS: "precision", SUPPORT_OPS: "op kind", MEMORY_OP_KINDS: "memory op kind"}
+    for field, valid in (NPU_FIELDS if kind == "npu" else CPU_FIELDS).items():
+        c.known_keys(field, valid, names.get(valid, "field"))
+    if kind == "npu":
+        for op, constraints in (c.get("support.ops", required=False) or {}).items():
+            if op in SUPPORT_OPS and isinstance(constraints, dict):
+                c.known_keys(f"support.ops.{op}", CONSTRAINT_KEYS, "constraint")
+        return
+    terms = ("fixed_s", "per_mac_s", "per_byte_s", "channel_align") + CPU_OPTIONAL_TERMS
+    for p, kinds in (c.get("predictors", required=False) or {}).items():
+        if isinstance(kinds, dict):
+            c.known_keys(f"predictors.{p}", CPU_KINDS, "kernel kind")
+            for k, coeffs in kinds.items():
+                if isinstance(coeffs, dict):
+                    c.known_keys(f"predictors.{p}.{k}", terms, "predictor term")
+    for p, kinds in (c.get("residuals", required=False) or {}).items():
+        if isinstance(kinds, dict):
+            c.known_keys(f"residuals.{p}", CPU_KINDS, "kernel kind")
+            for k, table in kinds.items():
+                if isinstance(table, dict):
+                    c.known_keys(f"residuals.{p}.{k}", RESIDUAL_FIELDS)
+
+
 def validate(data, label="<profile>"):
-    """Check a profile dict; raise :class:`ProfileError` naming the first bad field."""
+    """Check a profile dict; raise :class:`ProfileError` naming the first bad field.
+
+    Unknown keys are refused at every level with a fixed set of keys (a misspelled optional
+    field would otherwise silently turn its rule off), naming the closest valid key.
+    """
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {label} must be a JSON object, not {type(data).__name__}; fix the file.")
     c = _Checker(data, label)
     c.string("name")
     kind = c.string("kind", ("npu", "cpu"))
+    _check_known_keys(c, kind)
     c.string("description")
     c.string_list("sources")
     if kind == "npu":
@@ -238,7 +329,7 @@ def validate(data, label="<profile>"):
         ops = c.mapping("support.ops")
         for op, constraints in ops.items():
             if op not in SUPPORT_OPS:
-                c.fail(f"support.ops.{op}", f"is not an op kind; use one of {list(SUPPORT_OPS)}")
+                c.fail(f"support.ops.{op}", f"is not an op kind{closest(op, SUPPORT_OPS)}")
             c.mapping(f"support.ops.{op}")
             for key, values in constraints.items():
                 field = f"support.ops.{op}.{key}"
@@ -372,12 +463,14 @@ class Profile:
 
 def parse_profile(data, label="<profile>", path=None):
     """Resolve ``inherits``, validate and wrap a profile dict."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {label} must be a JSON object, not {type(data).__name__}; fix the file.")
     return Profile(validate(_resolve(data, label), label), path)
 
 
 @functools.lru_cache(maxsize=64)
 def _load_cached(path, mtime, by_name):
-    label = repr(os.path.basename(path)[:-5])
+    label = repr(os.path.basename(path)[:-5]) if path.endswith(".json") else repr(path)
     data = _read(path, label)
     profile = parse_profile(data, label, path)
     stem = os.path.basename(path)[:-5]
@@ -394,14 +487,26 @@ def load_profile(name_or_path):
     """
     if isinstance(name_or_path, Profile):
         return name_or_path
-    text = str(name_or_path)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ProfileError(f"profile {name_or_path!r} is of type {type(name_or_path).__name__}; pass a profile name "
+                           f"(one of {list_profiles()}), a path to a profile JSON or a Profile.")
+    text = os.fspath(name_or_path)
+    if not isinstance(text, str) or not text.strip():
+        raise ProfileError(f"profile {text!r} is empty; pass a profile name (one of {list_profiles()}) or a path to "
+                           "a profile JSON.")
     by_name = not (text.endswith(".json") or os.sep in text)
     if not by_name:
         path = text
+        if os.path.isdir(path):
+            raise ProfileError(f"profile path {path!r} is a folder; pass a profile JSON file.")
         if not os.path.isfile(path):
-            raise ProfileError(f"profile file {path!r} does not exist; check the path.")
+            what = "is not a regular file" if os.path.exists(path) else "does not exist"
+            raise ProfileError(f"profile file {path!r} {what}; check the path.")
     else:
         path = _find(text)
         if path is None:
-            raise ProfileError(f"profile {text!r} is unknown; use one of {list_profiles()} or a path to a JSON file.")
+            close = difflib.get_close_matches(text, list_profiles(), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ProfileError(f"profile {text!r} is unknown{hint}; use one of {list_profiles()} or a path to a "
+                               "JSON file.")
     return _load_cached(os.path.abspath(path), os.path.getmtime(path), by_name)

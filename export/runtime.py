@@ -1,16 +1,22 @@
 """LiteRT runtime: safe loading of TFLite files, verification against Keras, benchmarking.
 
-Every artifact is checked as a flatbuffer before LiteRT touches it (identifier, bounds of
-every table the interpreter will follow), then loaded once in a child process, so a
-truncated, bit-flipped or foreign file gives a clear :class:`ArtifactError`, never a
-crash of the calling process.
+Every artifact is checked before LiteRT touches it: against its manifest's sha256 and size
+when one lies beside the file (any changed byte is refused), as a flatbuffer (identifier,
+bounds of every table the interpreter will follow, tensor sizes within this machine's
+memory), then loaded and run once on zeros in a child process. So a truncated, bit-flipped
+or foreign file gives a clear :class:`ArtifactError`, never a crash of the calling process
+or a failure at its first use. A file and its manifest are read as one bundle of
+:mod:`kerasnets.io` (a half-published pair of a killed export is completed first).
 """
 import collections
+import hashlib
+import json
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -18,7 +24,9 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
-from kerasnets.errors import KerasnetsError, UsageError
+from kerasnets import io
+from kerasnets.errors import KerasnetsError, PathError, UsageError, path_error
+from kerasnets.resources import physical_memory_bytes
 
 
 class ArtifactError(KerasnetsError, ValueError):
@@ -30,10 +38,23 @@ class VerificationError(KerasnetsError, AssertionError):
 
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+# Bytes per element of each tensor type; the types not named take 1 byte or less.
+_ITEM_BYTES = {getattr(schema.TensorType, name): n for name, n in (
+    ("FLOAT32", 4), ("INT32", 4), ("UINT32", 4), ("FLOAT16", 2), ("BFLOAT16", 2), ("INT16", 2), ("UINT16", 2),
+    ("INT64", 8), ("UINT64", 8), ("FLOAT64", 8), ("COMPLEX64", 8), ("COMPLEX128", 16), ("STRING", 8),
+    ("RESOURCE", 8), ("VARIANT", 8)) if hasattr(schema.TensorType, name)}
+#: Where the manifest of an artifact lives (:func:`manifest_path`; ``export.tflite`` uses the same).
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 def _parse(content, label):
-    """Walk the flatbuffer tables LiteRT reads and check every index and offset is in range."""
+    """Walk the flatbuffer tables LiteRT reads and check every index and offset is in range;
+    returns the op names."""
+    return _walk(content, label)[0]
+
+
+def _walk(content, label):
+    """:func:`_parse`'s checks; returns (op names, bytes all tensors declare)."""
     size = len(content)
     if size < 16:
         raise ArtifactError(f"{label} is {size} bytes, too short to be a TFLite model; re-export it.")
@@ -58,7 +79,7 @@ def _parse(content, label):
             codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
         if model.SubgraphsLength() < 1:
             raise ArtifactError(f"{label} has no subgraph; re-export it.")
-        ops = []
+        ops, tensor_bytes = [], 0
         for g in range(model.SubgraphsLength()):
             sub = model.Subgraphs(g)
             n_tensors = sub.TensorsLength()
@@ -67,7 +88,13 @@ def _parse(content, label):
                 if tensor.Buffer() >= n_buffers:
                     raise ArtifactError(f"{label}: tensor {t} refers to buffer {tensor.Buffer()} of {n_buffers}; "
                                         "the file is corrupted, re-export it.")
-                tensor.ShapeAsNumpy() if tensor.ShapeLength() else None
+                elements = 1
+                for d in (tensor.ShapeAsNumpy().tolist() if tensor.ShapeLength() else []):
+                    if d < -1:
+                        raise ArtifactError(f"{label}: tensor {t} has dimension {d}; the file is corrupted, "
+                                            "re-export it.")
+                    elements *= max(d, 1)
+                tensor_bytes += elements * _ITEM_BYTES.get(tensor.Type(), 1)
             for k in range(sub.OperatorsLength()):
                 op = sub.Operators(k)
                 if op.OpcodeIndex() >= len(codes):
@@ -79,7 +106,11 @@ def _parse(content, label):
                     raise ArtifactError(f"{label}: operator {k} refers to a tensor outside 0..{n_tensors - 1}; "
                                         "the file is corrupted, re-export it.")
                 ops.append(_OP_NAMES.get(codes[op.OpcodeIndex()], f"CUSTOM_{codes[op.OpcodeIndex()]}"))
-        return ops
+        memory = physical_memory_bytes()
+        if memory and tensor_bytes > memory:
+            raise ArtifactError(f"{label} declares tensors of {tensor_bytes / 2**30:.1f} GiB in all, more than this "
+                                f"machine's {memory / 2**30:.1f} GiB of memory; the file is corrupted, re-export it.")
+        return ops, tensor_bytes
     except ArtifactError:
         raise
     except Exception as e:  # flatbuffers raises struct/index errors on garbage offsets
@@ -87,48 +118,127 @@ def _parse(content, label):
                             "truncated or corrupted, re-export it.") from None
 
 
-_PROBE = ("import sys\nfrom ai_edge_litert.interpreter import Interpreter\n"
-          "i = Interpreter(model_path=sys.argv[1], num_threads=1)\ni.allocate_tensors()\n")
+# The trial run in a child process: the model comes on stdin; each stage is announced on stdout
+# so that a failure or a crash can be named. Its address space is capped (argv[1] bytes above
+# what the interpreter needs before loading) so a corrupted size cannot exhaust the machine.
+_PROBE = """\
+import resource, sys
+content = sys.stdin.buffer.read()
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+try:
+    with open("/proc/self/status") as f:
+        used = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+    limit = used + int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+except (OSError, ValueError, StopIteration):
+    pass
+print("load", flush=True)
+i = Interpreter(model_content=content, num_threads=1)
+print("allocate", flush=True)
+i.allocate_tensors()
+print("invoke", flush=True)
+for d in i.get_input_details():
+    i.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+i.invoke()
+print("ok", flush=True)
+"""
+_STAGES = {"load": "loading it", "allocate": "allocating its tensors", "invoke": "a trial run on zeros",
+           "ok": "exiting"}
+_PROBE_TIMEOUT_S = 300
 
 
-def read_tflite(artifact, probe=True):
+def manifest_path(path):
+    """Where the manifest of artifact ``path`` lives."""
+    return os.fspath(path) + MANIFEST_SUFFIX
+
+
+def read_tflite(artifact, probe=True, check_manifest=True):
     """Return the bytes of a TFLite model (path or bytes) after validating it.
 
     Raises :class:`ArtifactError` (one sentence) for a missing, truncated, corrupted or
-    foreign file. With ``probe`` the file is also loaded once in a child process, so a
-    file that would crash the interpreter is refused instead.
+    foreign file. A path with a manifest beside it (``<path>.manifest.json``) must match the
+    manifest's sha256 and size (``check_manifest=False`` skips that); a file without one
+    (a partition part, a user's file) is checked as a flatbuffer only. With ``probe`` the
+    model is also loaded and run once on zero inputs in a child process, so a file that
+    would crash the interpreter or fail at its first invoke is refused instead.
     """
     if isinstance(artifact, (bytes, bytearray)):
-        content, label, path = bytes(artifact), "the model bytes", None
+        content, label = bytes(artifact), "the model bytes"
     else:
         path = os.fspath(artifact)
+        label = repr(path)
+        if os.path.isdir(path):
+            raise ArtifactError(f"TFLite file {path!r} is a folder; pass the .tflite file inside it.")
         if not os.path.isfile(path):
             raise ArtifactError(f"TFLite file {path!r} does not exist; check the path.")
-        with open(path, "rb") as f:
-            content = f.read()
-        label = repr(path)
-    _parse(content, label)
+        sidecars = [manifest_path(path)] if check_manifest else []
+        try:
+            content, manifests = io.read_bundle(path, sidecars)
+        except FileNotFoundError:
+            raise ArtifactError(f"TFLite file {path!r} does not exist; check the path.") from None
+        except PathError as e:  # another process keeps the file busy
+            raise ArtifactError(str(e)) from None
+        except OSError as e:
+            raise ArtifactError(str(path_error(path, e, "read"))) from None
+        if manifests and manifests[0] is not None:
+            _check_manifest(content, manifests[0], path)
+    _, tensor_bytes = _walk(content, label)
     if probe:
-        _probe(content, path, label)
+        _probe(content, label, tensor_bytes)
     return content
 
 
-def _probe(content, path, label):
-    tmp = None
-    if path is None:
-        fd, tmp = tempfile.mkstemp(suffix=".tflite")
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        path = tmp
+def _check_manifest(content, raw, path):
+    where = manifest_path(path)
+    skip = "or pass check_manifest=False to load it anyway"
     try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE, path], capture_output=True, text=True, timeout=300)
-    finally:
-        if tmp:
-            os.unlink(tmp)
-    if proc.returncode != 0:
-        how = f"signal {-proc.returncode}" if proc.returncode < 0 else proc.stderr.strip().splitlines()[-1:] or ["?"]
-        raise ArtifactError(f"{label} could not be loaded by LiteRT ({how if isinstance(how, str) else how[0]}); "
-                            "the file is corrupted or uses unsupported ops, re-export it.")
+        manifest = json.loads(raw)
+    except ValueError:
+        raise ArtifactError(f"the manifest {where!r} is not valid JSON; re-export {path!r} ({skip}).") from None
+    expected = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(expected, str):
+        raise ArtifactError(f"the manifest {where!r} records no sha256; re-export {path!r} ({skip}).")
+    actual = hashlib.sha256(content).hexdigest()
+    size = manifest.get("size_bytes")
+    if actual != expected or (size is not None and size != len(content)):
+        raise ArtifactError(f"{path!r} does not match its manifest: sha256 {actual} ({len(content)} bytes) on disk, "
+                            f"{expected} ({size} bytes) in {os.path.basename(where)!r}; the file was changed after "
+                            f"export, re-export it ({skip}).")
+
+
+def _short_cause(stderr):
+    """A few words of LiteRT's error: the failing op, or the exception type."""
+    m = re.search(r"Node number \d+ \((\w+)\) failed to (\w+)", stderr)
+    if m:
+        return f"{m.group(1)} failed to {m.group(2)}"
+    m = re.findall(r"^(\w+(?:Error|Exception))\b", stderr, re.M)
+    return m[-1] if m else None
+
+
+def _probe(content, label, tensor_bytes=0):
+    headroom = 2**30 + 2 * (len(content) + int(tensor_bytes))
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(headroom)], input=content, capture_output=True,
+                              timeout=_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"{label} did not load and run once within {_PROBE_TIMEOUT_S} s; the file is corrupted, "
+                            "re-export it.") from None
+    stages = [w for w in proc.stdout.decode(errors="replace").split() if w in _STAGES]
+    if proc.returncode == 0 and stages[-1:] == ["ok"]:
+        return
+    stage = _STAGES.get(stages[-1] if stages else None, "starting")
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        cause = f"crashed with {name} while {stage}"
+    else:
+        short = _short_cause(proc.stderr.decode(errors="replace"))
+        cause = f"failed while {stage}" + (f": {short}" if short else "")
+    raise ArtifactError(f"{label} cannot be run by LiteRT ({cause}); the file is corrupted or uses unsupported ops, "
+                        "re-export it.")
 
 
 def op_counts(artifact):
@@ -137,9 +247,9 @@ def op_counts(artifact):
     return collections.Counter(_parse(content, "the model"))
 
 
-def load_interpreter(artifact, threads=1, probe=True):
-    """A ready LiteRT interpreter for a validated TFLite model (path or bytes)."""
-    content = read_tflite(artifact, probe=probe)
+def load_interpreter(artifact, threads=1, probe=True, check_manifest=True):
+    """A ready LiteRT interpreter for a validated TFLite model (path or bytes; see :func:`read_tflite`)."""
+    content = read_tflite(artifact, probe=probe, check_manifest=check_manifest)
     interpreter = Interpreter(model_content=content, num_threads=int(threads))
     interpreter.allocate_tensors()
     return interpreter

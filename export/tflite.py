@@ -1,4 +1,13 @@
-"""The one TFLite conversion function, and artifact writing with a manifest (atomic, :mod:`kerasnets.io`)."""
+"""The one TFLite conversion function, and artifact writing with a manifest (at :func:`manifest_path`).
+
+An artifact and its manifest are one bundle of :mod:`kerasnets.io`: published together, so
+after a crash at any moment a reader going through :mod:`export.runtime` finds the whole old
+pair or the whole new one; temporary files of a killed export are removed by the next write.
+Writers of one path are serialised by a lock (:func:`artifact_lock`), which a script can hold
+across a whole export so that a second export to that path is refused before any work.
+"""
+import contextlib
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -8,10 +17,11 @@ import sys
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from export.runtime import manifest_path
 import kerasnets
 from kerasnets.backend import tf
-from kerasnets.errors import KerasnetsError
-from kerasnets.io import atomic_write
+from kerasnets.errors import KerasnetsError, PathError, path_error
+from kerasnets.io import bundle_lock, write_bundle
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("float32", "int8", "uint8")
@@ -174,17 +184,42 @@ def _io_quantization(content):
             [describe(d) for d in interpreter.get_output_details()])
 
 
-def manifest_path(path):
-    """Where the manifest of artifact ``path`` lives."""
-    return path + ".manifest.json"
+def _busy_error(path):
+    return ExportError(f"another process is writing the artifact {str(path)!r}; wait for it to finish or "
+                       "export to another path.")
 
 
-def write_artifact(path, content, model_name, mode, normalization=None, labels=None, extra=None, command=None):
-    """Write a TFLite artifact atomically, with its manifest beside it; returns the manifest.
+@contextlib.contextmanager
+def artifact_lock(path, timeout=1.0):
+    """Hold the writer lock of the artifact at ``path`` (and its manifest) for the ``with`` block.
+
+    A script holds it across a whole export, so that a second export to the same path is
+    refused up front (:class:`ExportError`, after waiting up to ``timeout`` seconds) instead of
+    after its conversion; :func:`write_artifact` inside the block uses it. On acquiring it,
+    a half-published artifact of a killed export is completed (or dropped). The lock is an
+    flock on a hidden ``.<name>.lock`` file beside ``path``, removed on release; the kernel
+    releases it when the process dies.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(bundle_lock(path, timeout))
+        except PathError as e:
+            if e.errno == errno.EBUSY:
+                raise _busy_error(path) from None
+            raise
+        yield
+
+
+def write_artifact(path, content, model_name, mode, normalization=None, labels=None, extra=None, command=None,
+                   lock_timeout=60.0):
+    """Write a TFLite artifact and its manifest beside it, published as one unit; returns the manifest.
 
     The manifest records the model name, input size and normalisation, labels, the
-    quantization parameters of inputs and outputs, the sha256 of the file, package
-    versions and the command that made it.
+    quantization parameters of inputs and outputs, the sha256 and size of the file, package
+    versions and the command that made it. Takes :func:`artifact_lock` unless this thread
+    holds it, waiting up to ``lock_timeout`` seconds for another writer of ``path`` (then
+    :class:`ExportError`). Files get the mode a plain ``open()`` would (the umask applies);
+    an unwritable path raises :class:`~kerasnets.errors.PathError`.
     """
     inputs, outputs = _io_quantization(content)
     manifest = {"model": model_name, "mode": mode, "file": os.path.basename(path),
@@ -193,6 +228,11 @@ def write_artifact(path, content, model_name, mode, normalization=None, labels=N
                 "normalization": normalization, "labels": labels, "inputs": inputs, "outputs": outputs,
                 "versions": _versions(), "command": command if command is not None else " ".join(sys.argv)}
     manifest.update(extra or {})
-    atomic_write(path, content)
-    atomic_write(manifest_path(path), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    with artifact_lock(path, lock_timeout):
+        try:
+            write_bundle(path, content, {manifest_path(path): json.dumps(manifest, indent=1, sort_keys=True) + "\n"})
+        except PathError:
+            raise
+        except OSError as e:
+            raise path_error(path, e, "write") from e
     return manifest

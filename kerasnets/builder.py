@@ -388,6 +388,12 @@ def build_model(spec, inputs, include_top=True, classes=1000, pooling=None,
     return keras.Model(inputs, x, name=name)
 
 
+def _check_model(model, what):
+    if not isinstance(model, keras.Model):
+        raise ModelConfigError(f"{what}() needs a Keras model, got {type(model).__name__}; pass a model from "
+                               "kerasnets.get_model.")
+
+
 _STAGE_LAYER = re.compile(r"^(?:quant_)?stage(\d+)_block\d+_")
 
 
@@ -400,6 +406,7 @@ def model_convention(model):
     the one family without a strided padded window (the same function in both), is
     recognised by the ``_torch`` suffix the builder gives every torch-convention model name.
     """
+    _check_model(model, "model_convention")
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # tfmot's QuantizeWrapper keeps the layer in .layer
         if isinstance(inner, L.ZeroPadding2D) and inner.name.endswith("_pad"):
@@ -414,6 +421,7 @@ def feature_info(model):
     (input size / feature size: 2 ** (index + 1)) and ``layer`` (the output layer's name).
     Read from the stage-based layer names, so it holds after save/load and deploy().
     """
+    _check_model(model, "feature_info")
     info = []
     for layer_name, tensor in zip(model.output_names, model.outputs):
         match = _STAGE_LAYER.match(layer_name)

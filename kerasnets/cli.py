@@ -46,7 +46,8 @@ SHARED_FLAGS = {
     "batch_size": ("integer", 128, "Global batch size.", {}, ()),
     "learning_rate": ("float", 0.05, "Peak float learning rate (cosine with warm-up; QAT uses a tenth).", {}, ()),
     "calibration_count": ("integer", 200, "Images for int8 calibration (real training images where the script has "
-                          "a dataset).", {"lower_bound": 1}, ()),
+                          "a dataset: more than it holds is refused; the default is capped to it).",
+                          {"lower_bound": 1}, ()),
     "io_type": ("string", None, "Input/output type of an int8 model: int8, uint8 or float32 (unset: int8; checked by "
                 "the conversion, export.tflite.IO_TYPES).", {}, ()),
     "profile": ("string", "edgetpu_usb", "Hardware profile name or path to a profile JSON.", {}, ()),
@@ -57,10 +58,11 @@ SHARED_FLAGS = {
             ("output_dir",)),
     "threads": ("integer", 1, "LiteRT CPU threads.", {"lower_bound": 1}, ()),
     "runs": ("integer", 100, "Timed invokes per model (after the warm-up).", {"lower_bound": 1}, ()),
-    "seed": ("integer", 0, "Seed of shuffling, augmentation, initialisation and calibration sampling.", {}, ()),
+    "seed": ("integer", 0, "Seed of shuffling, augmentation, initialisation and calibration sampling.",
+             {"lower_bound": 0, "upper_bound": 2**32 - 1}, ()),
     "json": ("bool", False, "Print one JSON object on stdout.", {}, ()),
     "verbose": ("integer", None, "Keras fit verbosity (0 silent, 1 progress bar, 2 one line per epoch; "
-                "default 1 on a terminal, 2 in a log, 0 with --json).", {}, ()),
+                "default 1 on a terminal, 2 in a log, 0 with --json).", {"lower_bound": 0, "upper_bound": 2}, ()),
 }
 
 
@@ -118,7 +120,8 @@ def explain(exc):
     """
     if isinstance(exc, KerasnetsError):
         return str(exc)
-    if isinstance(exc, MemoryError):
+    # TensorFlow's out-of-memory error, named without importing TensorFlow here.
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
         return ("ran out of memory; use a smaller --input_size, --batch_size or model, or a machine with more "
                 "memory.")
     if isinstance(exc, OSError) and exc.filename is not None and exc.errno is not None:

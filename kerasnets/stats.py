@@ -7,6 +7,7 @@ element-wise ops are not counted.
 import numpy as np
 
 from kerasnets.backend import keras
+from kerasnets.errors import UsageError
 
 L = keras.layers
 
@@ -41,13 +42,21 @@ def layer_macs(layer):
     return 0
 
 
+def _check_model(model, what):
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"{what} needs a Keras model, got {type(model).__name__}; pass e.g. "
+                         "kerasnets.get_model('mobilenet_v2_100').")
+
+
 def count_macs(model):
     """Total conv + dense MACs of ``model`` for one image at its input size."""
+    _check_model(model, "count_macs")
     return sum(layer_macs(layer) for layer in model.layers)
 
 
 def count_params(model):
     """Parameters as Keras counts them (BN moving statistics included)."""
+    _check_model(model, "count_params")
     return int(model.count_params())
 
 

@@ -4,11 +4,15 @@ import difflib
 import functools
 import inspect
 import json
+import math
+import numbers
 import os
+import re
 
 from kerasnets import checkpoints, families
+from kerasnets import layers as kn_layers
 from kerasnets.backend import keras
-from kerasnets.builder import BuildOptions, build_model, feature_info
+from kerasnets.builder import CONVENTIONS, GROUP_CONV_MODES, BuildOptions, build_model, feature_info
 from kerasnets.errors import ModelConfigError
 
 
@@ -130,6 +134,9 @@ def list_models():
 
 
 def _entry(name):
+    if not isinstance(name, str):
+        raise ModelConfigError(f"model name {name!r} is a {type(name).__name__}, not a string; pass a name from "
+                               "kerasnets.list_models(), e.g. 'mobilenet_v2_100'.")
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.4)
         hint = f"did you mean {', '.join(close)}?" if close else "see kerasnets.list_models()."
@@ -161,20 +168,140 @@ def get_model_info(name):
             "checkpoints": checkpoint_sources(name)}
 
 
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
 def _check_input_shape(name, input_shape, min_size):
-    if len(input_shape) != 3:
-        raise ModelConfigError(f"input_shape={tuple(input_shape)!r} must be (height, width, channels).")
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ModelConfigError(f"input_shape={input_shape!r} must be (height, width, channels), e.g. (224, 224, 3).")
     h, w, c = input_shape
     for label, v in (("height", h), ("width", w), ("channels", c)):
-        if v is not None and (int(v) != v or v < 1):
-            raise ModelConfigError(f"input {label}={v!r} in input_shape={tuple(input_shape)!r} must be a positive integer.")
+        if v is not None and (not _is_int(v) or v < 1):
+            raise ModelConfigError(f"input {label}={v!r} in input_shape={tuple(input_shape)!r} must be a positive "
+                                   "integer.")
     for label, v in (("height", h), ("width", w)):
         if v is not None and v < min_size:
             raise ModelConfigError(f"input {label} {v} is too small for {name}, which downsamples by {min_size}; "
                                    f"use at least {min_size}x{min_size}.")
 
 
+def _positive_number(key, v):
+    if not _is_number(v) or v <= 0:
+        return "must be a positive number"
+    return None
+
+
+def _positive_int(key, v):
+    if not _is_int(v) or v < 1:
+        return "must be a positive integer"
+    return None
+
+
+def _choice(choices):
+    def check(key, v):
+        if not isinstance(v, str) or v not in choices:
+            return f"is unknown; use one of {tuple(choices)}"
+        return None
+    return check
+
+
+def _bn_epsilon(key, v):
+    if v is not None and (not _is_number(v) or v <= 0):
+        return "must be a positive number (e.g. 1e-3), or None for the convention's"
+    return None
+
+
+def _bn_momentum(key, v):
+    if not _is_number(v) or not 0 <= v < 1:
+        return "must be a number in [0, 1), e.g. 0.99"
+    return None
+
+
+def _depths(key, v):
+    if v is None:
+        return None
+    if isinstance(v, (str, bytes)) or not isinstance(v, (tuple, list)) or len(v) != 4 or \
+            not all(_is_int(d) and d >= 1 for d in v):
+        return "must be four positive integers (the blocks at /4, /8, /16 and /32)"
+    return None
+
+
+# How each override a user may pass to get_model is checked before anything is built:
+# key -> check(key, value) returning what is wrong (the end of a sentence) or None.
+OVERRIDE_CHECKS = {
+    "width": _positive_number, "groups": _positive_int, "channels_per_group": _positive_int,
+    "alignment": _positive_int, "expand": _positive_number, "second_expand": _positive_number, "depths": _depths,
+    "group_conv": _choice(GROUP_CONV_MODES), "shuffle": _choice(kn_layers.SHUFFLE_MODES),
+    "convention": _choice(CONVENTIONS), "bn_epsilon": _bn_epsilon, "bn_momentum": _bn_momentum,
+}
+
+
+def _check_overrides(name, entry, overrides):
+    """Refuse (ModelConfigError) an override get_model does not take for ``name``, or of a bad type or range."""
+    valid = sorted(BUILD_OPTIONS + entry.tunable)
+    for key in overrides:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelConfigError(f"option {key!r} is not valid for {name}{hint}; valid options are {valid}.")
+    defaults = {k: p.default for k, p in inspect.signature(entry.spec_fn).parameters.items()}
+    for key, value in overrides.items():
+        if value is None and key in entry.tunable and defaults.get(key) is None:
+            continue  # the family's own default (e.g. AXSpine's depths and width)
+        check = OVERRIDE_CHECKS.get(key)
+        problem = check(key, value) if check else None
+        if problem:
+            raise ModelConfigError(f"{key}={value!r} for {name} {problem}.")
+
+
+# What Keras says when weights of another model are loaded, and how to say it in a clause.
+_MISMATCHES = (
+    (re.compile(r"variable '\s*([^']+?)(?::0)?': Shape mismatch\.\s*The variable shape (\([^)]*\)), and the "
+                r"assigned value shape (\([^)]*\))"), "weight {0} has shape {1} in the model but not in the file"),
+    (re.compile(r"incompatible tensor with shape (\([^)]*\)) when attempting to restore variable with shape "
+                r"(\([^)]*\)) and name ([^\s:]+)"), "weight {2} has shape {1} in the model but {0} in the file"),
+    (re.compile(r"Model expected (\d+) layers, found (\d+) saved layers"),
+     "the model has {0} layers with weights, the file {1}"),
+)
+
+
+def weights_mismatch(exc):
+    """A clause for a Keras weights-loading error (which weight or layer count differs), without its raw text."""
+    text = " ".join(str(getattr(exc, "message", exc)).split())
+    for pattern, clause in _MISMATCHES:
+        m = pattern.search(text)
+        if m:
+            return clause.format(*m.groups())
+    if isinstance(exc, OSError):
+        return "the file cannot be read as Keras weights"
+    return f"Keras could not load it ({text[:100]}{'...' if len(text) > 100 else ''})"
+
+
 _DEFAULT = object()  # include_top left at its default (True, or no top with features_only)
+
+
+def _check_arguments(classes, include_top, pooling, weights, classifier_activation, features_only):
+    """Types of get_model's plain arguments (their ranges and combinations are checked where used)."""
+    if not _is_int(classes):
+        raise ModelConfigError(f"classes={classes!r} must be a positive integer.")
+    if include_top is not _DEFAULT and not isinstance(include_top, bool):
+        raise ModelConfigError(f"include_top={include_top!r} must be True or False.")
+    if not isinstance(features_only, bool):
+        raise ModelConfigError(f"features_only={features_only!r} must be True or False.")
+    if pooling is not None and not isinstance(pooling, str):
+        raise ModelConfigError(f"pooling={pooling!r} is unknown; use None, 'avg' or 'max'.")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise ModelConfigError(f"weights={weights!r} must be None or a path (a string), not a "
+                               f"{type(weights).__name__}.")
+    if classifier_activation is not None and not isinstance(classifier_activation, str) and \
+            not callable(classifier_activation):
+        raise ModelConfigError(f"classifier_activation={classifier_activation!r} must be None, an activation name "
+                               "such as 'softmax', or a callable.")
 
 
 def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, pooling=None, weights=None,
@@ -209,11 +336,9 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
         GhostNet/RepGhostNet). A model built with tunable overrides is named for them.
     """
     entry = _entry(name)
+    _check_overrides(name, entry, overrides)
     options = {k: overrides.pop(k) for k in list(overrides) if k in BUILD_OPTIONS}
-    unknown = sorted(set(overrides) - set(entry.tunable))
-    if unknown:
-        raise ModelConfigError(f"option {unknown[0]!r} is not valid for {name}; valid options are "
-                               f"{sorted(BUILD_OPTIONS + entry.tunable)}.")
+    _check_arguments(classes, include_top, pooling, weights, classifier_activation, features_only)
     if pooling not in (None, "avg", "max"):
         raise ModelConfigError(f"pooling={pooling!r} is unknown; use None, 'avg' or 'max'.")
     if features_only:
@@ -226,7 +351,7 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
         include_top = False
     elif include_top is _DEFAULT:
         include_top = True
-    if include_top and (int(classes) != classes or classes < 1):
+    if include_top and classes < 1:
         raise ModelConfigError(f"classes={classes!r} must be a positive integer.")
     spec = entry.spec(**overrides)
     if weights is not None:
@@ -239,13 +364,13 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
         raise ModelConfigError(f"weights={weights!r} is not a file; pass None or the path of saved weights "
                                "(no weights are downloaded).")
     if input_tensor is not None:
-        if not keras.backend.is_keras_tensor(input_tensor):
+        if not hasattr(input_tensor, "shape") or not keras.backend.is_keras_tensor(input_tensor):
             raise ModelConfigError(f"input_tensor={input_tensor!r} is not a Keras tensor; pass keras.Input(...).")
         input_shape = tuple(input_tensor.shape[1:])
     elif input_shape is None:
         input_shape = tuple(spec.default_size) + (3,)
-    input_shape = tuple(input_shape)
     _check_input_shape(name, input_shape, spec.total_stride)
+    input_shape = tuple(input_shape)
     inputs = input_tensor if input_tensor is not None else keras.Input(input_shape, name="input")
     model = build_model(spec, inputs, include_top=include_top, classes=int(classes), pooling=pooling,
                         classifier_activation=classifier_activation, options=BuildOptions(**options),
@@ -254,9 +379,9 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
         try:
             model.load_weights(weights)
         except (OSError, ValueError) as e:  # h5py "file signature not found", a layer count or shape mismatch
-            raise ModelConfigError(f"weights={weights!r} could not be loaded into {model.name} "
-                                   f"({str(e).splitlines()[0][:200]}); pass weights Keras saved from this model "
-                                   "(same name and options) or a checkpoint kerasnets imports.") from None
+            raise ModelConfigError(f"weights={weights!r} could not be loaded into {model.name}: "
+                                   f"{weights_mismatch(e)}; pass weights Keras saved from this model (same name and "
+                                   "options) or a checkpoint kerasnets imports.") from None
     if features_only:
         model.feature_info = feature_info(model)  # convenience copy; kerasnets.feature_info(model) after load
     return model
@@ -281,12 +406,18 @@ def _family(name_fn, base):
     return constructor
 
 
+def _width(width):
+    if not _is_number(width) or width <= 0:
+        raise ModelConfigError(f"width={width!r} must be a positive number, e.g. 1.0.")
+    return width
+
+
 def _pct(width):
-    return f"{round(width * 100):03d}"
+    return f"{round(_width(width) * 100):03d}"
 
 
 def _x(width):
-    return f"{width:.1f}".replace(".", "_")
+    return f"{_width(width):.1f}".replace(".", "_")
 
 
 MobileNetV2 = _family(lambda width=1.0, **o: (f"mobilenet_v2_{_pct(width)}", {**o, "width": width}),

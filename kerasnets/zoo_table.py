@@ -3,14 +3,15 @@
 Counts come from the built Keras models (``count_params`` and conv+dense MACs), beside the
 reference implementations' figures where published; ``--json`` prints the rows instead.
 """
+import difflib
 import json
-import sys
 import time
 
 from absl import flags
 
 import kerasnets
 from kerasnets.cli import define_flags, run_main
+from kerasnets.errors import UsageError
 
 FLAGS = flags.FLAGS
 define_flags("json")
@@ -51,13 +52,27 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def check_names(names):
+    """Refuse (UsageError) an empty, unknown or repeated --models entry before building any model."""
+    known = kerasnets.list_models()
+    seen = set()
+    for name in names:
+        if not name.strip():
+            raise UsageError(f"--models={','.join(names)!r} has an empty entry; list registry names separated by "
+                             "commas, e.g. --models=mobilenet_v2_100,ghostnet_100.")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else "run kerasnets-zoo without --models to list them."
+            raise UsageError(f"--models entry {name!r} is not a zoo model; {hint}")
+        if name in seen:
+            raise UsageError(f"--models lists {name!r} twice; list each model once.")
+        seen.add(name)
+    return names
+
+
 def main(argv):
     del argv
-    try:
-        rows = zoo_rows(FLAGS.models)
-    except kerasnets.ModelConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rows = zoo_rows(check_names(FLAGS.models))
     if FLAGS.json:
         print(json.dumps({"models": rows}, indent=1))
     else:

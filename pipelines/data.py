@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from kerasnets import datasets
 from kerasnets.backend import tf
 from kerasnets.datasets import (DEFAULT_NORMALIZATION, FASHION_MNIST_CLASSES, IMAGE_EXTENSIONS, DataSplit,
                                 calibration_images, check_normalization, find_fashion_mnist, load_fashion_mnist,
@@ -16,7 +17,7 @@ from kerasnets.datasets import (DEFAULT_NORMALIZATION, FASHION_MNIST_CLASSES, IM
 from kerasnets.errors import DataError
 
 __all__ = ["DEFAULT_NORMALIZATION", "FASHION_MNIST_CLASSES", "IMAGE_EXTENSIONS", "DataSplit", "calibration_images",
-           "check_normalization", "find_fashion_mnist", "load_fashion_mnist", "load_image_folder", "load_split",
+           "check_normalization", "check_training_split", "find_fashion_mnist", "load_fashion_mnist", "load_image_folder", "load_split",
            "load_tfrecord", "load_train_test", "make_dataset", "preprocess", "read_idx", "validate_split",
            "write_tfrecord"]
 
@@ -38,15 +39,28 @@ def write_tfrecord(path, images, labels):
 def load_train_test(source, image_size=None, train_subset=0, test_subset=0, seed=0, holdout_fraction=0.2):
     """(train, test) splits of ``source`` (see :func:`load_split`).
 
-    A folder without a ``test/`` sub-folder gets a seeded ``holdout_fraction`` of its images
-    as the test split, so nothing is evaluated on the images it trained on. ``train_subset``
-    keeps a seeded random subset of the training images, ``test_subset`` the first test images.
+    A folder without a ``test/`` sub-folder, or a TFRecord path without ``{split}``, gets a
+    seeded ``holdout_fraction`` of its images as the test split, so nothing is evaluated on
+    the images it trained on. ``train_subset`` keeps a seeded random subset of the training
+    images, ``test_subset`` the first test images (0: all). The training split must hold
+    images of at least two classes (:func:`check_training_split`).
     """
-    if os.path.isdir(source) and not os.path.isdir(os.path.join(source, "test")):
+    source = datasets.check_source(source)
+    train_subset = datasets.check_count("train_subset", train_subset)
+    test_subset = datasets.check_count("test_subset", test_subset)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise DataError(f"seed={seed!r} is not an integer in [0, 2**32 - 1]; pass e.g. 0.")
+    if isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, (int, float, np.floating)) or \
+            not 0 < holdout_fraction < 1:
+        raise DataError(f"holdout_fraction={holdout_fraction!r} must be a number in (0, 1); pass e.g. 0.2.")
+    single_folder = os.path.isdir(source) and not os.path.isdir(os.path.join(source, "test"))
+    single_records = ("{split}" not in source and not source.startswith("fashion_mnist")
+                      and not os.path.isdir(source) and datasets.is_tfrecord_source(source))
+    if single_folder or single_records:
         whole = load_split(source, "train", image_size=image_size)
         order = np.random.default_rng(seed).permutation(len(whole))
         n_test = max(1, int(round(len(whole) * holdout_fraction)))
-        if len(whole) - n_test < 1:
+        if len(whole) - n_test < 2:
             raise DataError(f"dataset {source!r} has {len(whole)} images, too few to hold out a test share; "
                             "add images or a test/ sub-folder.")
 
@@ -62,7 +76,23 @@ def load_train_test(source, image_size=None, train_subset=0, test_subset=0, seed
         tr = tr.take(train_subset, seed=seed)
     if test_subset:
         va = va.take(test_subset)
-    return tr, va
+    return check_training_split(tr, f"training data of {source!r}"), va
+
+
+def check_training_split(split, what="training data"):
+    """:func:`validate_split`, and images of at least two classes: a one-class classifier learns nothing
+    (its "accuracy" is 100%). Returns the split."""
+    split = validate_split(split, what=what)
+    if split.num_classes < 2:
+        names = ", ".join(repr(c) for c in split.class_names) or "none"
+        raise DataError(f"the {what} has {split.num_classes} class ({names}); a classifier needs at least two: "
+                        "add a second class (another sub-folder of images, or other labels).")
+    present = np.unique(split.labels)
+    if present.size < 2:
+        raise DataError(f"the {what} holds images of class {split.class_names[int(present[0])]!r} only (of "
+                        f"{split.num_classes} classes); pass images of at least two classes (e.g. a larger "
+                        "training subset).")
+    return split
 
 
 # ----------------------------------------------------------------------------- tf.data
@@ -90,11 +120,12 @@ def make_dataset(split, input_size, batch_size, training=False, seed=0, augment=
       normalization: ``{"mean", "std"}`` applied to [0, 255] pixels.
       one_hot: labels as one-hot float vectors (for label smoothing) instead of int32.
     """
-    num_classes = num_classes or split.num_classes
+    num_classes = num_classes or getattr(split, "num_classes", None)
     split = validate_split(split, num_classes)
-    input_size = tuple(int(v) for v in input_size)
-    if batch_size < 1:
-        raise DataError(f"batch_size={batch_size} must be at least 1.")
+    input_size = datasets.check_image_size(input_size, "input_size")
+    if input_size is None:
+        raise DataError("input_size is None; pass the model input (height, width), e.g. (32, 32).")
+    batch_size = datasets.check_count("batch_size", batch_size, 1)
     norm = check_normalization(normalization)
     images = split.images if split.images.ndim == 4 else split.images[..., None]
     ds = tf.data.Dataset.from_tensor_slices((images, split.labels.astype(np.int32)))

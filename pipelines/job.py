@@ -23,8 +23,8 @@ from export import cost, partition, profiles, report, runtime, tflite
 from kerasnets.host import cpu_name
 from kerasnets.io import atomic_write, plain
 from pipelines import data as data_lib
-from pipelines import evaluate, qat, train
-from pipelines.errors import ConfigError
+from pipelines import checks, evaluate, qat, train
+from pipelines.errors import CheckpointError, ConfigError
 
 QUANTIZATION = ("qat", "ptq")
 STEPS = ("train_float", "quantize", "export", "partition", "verify", "benchmark", "estimate", "report")
@@ -57,27 +57,52 @@ class JobConfig:
     verbose: int = 2
 
     def check(self):
-        self.input_size = tuple(int(v) for v in self.input_size)
-        if len(self.input_size) != 2 or min(self.input_size) < 8:
-            raise ConfigError(f"input_size={self.input_size} must be (height, width), each at least 8.")
-        if self.quantization not in QUANTIZATION:
-            raise ConfigError(f"quantization={self.quantization!r} is unknown; use one of {QUANTIZATION}.")
-        for name in ("epochs", "batch_size", "calibration_count", "bench_runs", "threads"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
-        if self.quantization == "qat" and self.qat_epochs < 1:
-            raise ConfigError(f"qat_epochs={self.qat_epochs} must be at least 1 with QAT; pass quantization='ptq' "
-                              "to skip quantization-aware training.")
-        if not 0 < self.holdout_fraction < 1:
-            raise ConfigError(f"holdout_fraction={self.holdout_fraction} must be in (0, 1).")
+        """Check every field's type and range, the model name, the profile (an NPU profile: the job partitions
+        for it) and the policy, and read ``weights`` when given; :class:`ConfigError` in one sentence. Returns self."""
+        self.model = checks.text("model", self.model, fix="pass a zoo model name (kerasnets-zoo lists them)")
         if self.model not in kerasnets.list_models():
             raise ConfigError(f"model {self.model!r} is not in the zoo; pick one of kerasnets.list_models() "
                               "(kerasnets-zoo lists them).")
-        profiles.load_profile(self.partition_profile)
-        if self.partition_policy not in partition.POLICIES:
-            raise ConfigError(f"partition policy {self.partition_policy!r} is unknown; use one of {partition.POLICIES}.")
-        if self.weights:
-            self.train_config()  # reads the checkpoint: a bad --weights is refused before any training
+        self.dataset = checks.text("dataset", self.dataset,
+                                   fix="pass fashion_mnist, a folder of class sub-folders or a TFRecord path")
+        self.input_size = train.input_size_pair(self.input_size)
+        if min(self.input_size) < 8:
+            raise ConfigError(f"input_size={self.input_size} must be (height, width), each at least 8.")
+        if not isinstance(self.overrides, dict):
+            raise ConfigError(f"overrides={self.overrides!r} is not a dict; pass get_model options as a dict "
+                              "(--overrides: a JSON object such as '{\"width\": 0.5}').")
+        if self.weights is None:
+            self.weights = ""
+        self.weights = checks.text("weights", self.weights, empty_ok=True)
+        self.quantization = checks.choice("quantization", self.quantization, QUANTIZATION)
+        for name in ("epochs", "batch_size", "calibration_count", "bench_runs", "threads"):
+            setattr(self, name, checks.integer(name, getattr(self, name), 1))
+        self.qat_epochs = checks.integer("qat_epochs", self.qat_epochs, 0)
+        if self.quantization == "qat" and self.qat_epochs < 1:
+            raise ConfigError(f"qat_epochs={self.qat_epochs} must be at least 1 with QAT; pass quantization='ptq' "
+                              "to skip quantization-aware training.")
+        self.learning_rate = checks.number("learning_rate", self.learning_rate, above=0,
+                                           fix="pass a positive learning rate such as 0.05")
+        for name in ("train_subset", "val_subset"):
+            setattr(self, name, checks.integer(name, getattr(self, name), 0, fix="pass 0 (all) or a positive count"))
+        self.holdout_fraction = checks.number("holdout_fraction", self.holdout_fraction, above=0, below=1,
+                                              fix="pass e.g. 0.2")
+        self.seed = checks.seed("seed", self.seed)
+        self.verbose = checks.integer("verbose", self.verbose, 0, 2)
+        self.partition_profile = checks.text("partition_profile", self.partition_profile,
+                                             fix="pass a profile name such as edgetpu_usb (--profile)")
+        if os.path.isdir(self.partition_profile):
+            raise ConfigError(f"profile {self.partition_profile!r} (--profile) is a folder; pass a profile name "
+                              f"({', '.join(npu_profiles())}) or a profile JSON file.")
+        profile = profiles.load_profile(self.partition_profile)
+        if not profile.is_npu:
+            raise ConfigError(f"profile {self.partition_profile!r} (--profile) is a CPU profile, and the job "
+                              f"partitions the model for an NPU; use one of {', '.join(npu_profiles())} "
+                              "(every profile, CPUs included, is estimated anyway).")
+        if not isinstance(self.partition_policy, str) or self.partition_policy not in partition.POLICIES:
+            raise ConfigError(f"partition policy {self.partition_policy!r} (--policy) is unknown; use one of "
+                              f"{', '.join(partition.POLICIES)}.")
+        self.train_config()  # its checks; with weights it reads the checkpoint, refused before any training
         return self
 
     def train_config(self):
@@ -94,6 +119,7 @@ class _Run:
 
     def __init__(self, config, out_dir, log):
         self.config, self.out, self.log = config, out_dir, log
+        self.resumed = False
         self._cache = {}
 
     def path(self, *parts):
@@ -176,31 +202,92 @@ class _Run:
         return self.cached("partition_model", lambda: kerasnets.deploy(self.partition_source()))
 
 
+def npu_profiles():
+    """Names of the NPU profiles (the ones a job can partition for)."""
+    names = []
+    for name in profiles.list_profiles():
+        try:
+            if profiles.load_profile(name).is_npu:
+                names.append(name)
+        except profiles.ProfileError:
+            continue
+    return names
+
+
 def load_splits(config):
     """(train, test) splits of ``config.dataset``; a folder without ``test/`` gets a seeded hold-out."""
     return data_lib.load_train_test(config.dataset, tuple(config.input_size), config.train_subset,
                                     config.val_subset, config.seed, config.holdout_fraction)
 
 
-def _check_resume(config, out_dir, restart):
+def _read_job(out_dir):
+    """The ``config`` stored in ``out_dir/job.json`` (None when there is none)."""
     path = os.path.join(out_dir, "job.json")
-    mine = dataclasses.asdict(config)
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(path):
-        raise ConfigError(f"{out_dir} is not empty and holds no kerasnets-run job; pass an empty or new --out folder.")
-    if restart and os.path.isdir(out_dir):
-        shutil.rmtree(out_dir)
-    if os.path.isfile(path):
+    if not os.path.isfile(path):
+        return None
+    try:
         with open(path) as f:
             theirs = json.load(f)["config"]
-        mine_cmp = json.loads(json.dumps(mine))
-        changed = [k for k in mine_cmp if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine_cmp[k]]
-        if changed:
-            k = changed[0]
-            raise ConfigError(f"{out_dir} holds a run with {k}={theirs.get(k)!r}, not {mine_cmp[k]!r}; "
-                              "use another --out (or --name), or --restart to discard it.")
-        return True
-    atomic_write(path, json.dumps({"config": mine, "command": " ".join(sys.argv)}, indent=1) + "\n")
-    return False
+        if not isinstance(theirs, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is unreadable or not a kerasnets-run job file; pass --restart to discard "
+                              "the run folder, or use another --out.") from None
+    return theirs
+
+
+def _check_resume(config, out_dir, restart):
+    """Refuse a run folder that holds something else (read-only); True when it holds this job to resume."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, "job.json")):
+        raise ConfigError(f"{out_dir} is not empty and holds no kerasnets-run job; pass an empty or new --out folder.")
+    if restart:
+        return False
+    theirs = _read_job(out_dir)
+    if theirs is None:
+        return False
+    mine_cmp = json.loads(json.dumps(dataclasses.asdict(config)))
+    changed = [k for k in mine_cmp if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine_cmp[k]]
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"{out_dir} holds a run with {k}={theirs.get(k)!r}, not {mine_cmp[k]!r}; "
+                          "use another --out (or --name), or --restart to discard it.")
+    return True
+
+
+def _start(config, out_dir, restart):
+    """The first write of a job, after every check: discard the folder (``restart``), then write job.json."""
+    if restart and os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    atomic_write(os.path.join(out_dir, "job.json"),
+                 json.dumps({"config": dataclasses.asdict(config), "command": " ".join(sys.argv)}, indent=1) + "\n")
+
+
+def prepare(config, out_dir, restart=False, log=print, calibration_exact=False):
+    """Check everything a job needs, without writing anything, and return its run state.
+
+    In order: the config (:meth:`JobConfig.check`), the run folder (writable; empty, or holding
+    this same job unless ``restart``), the data (readable, at least two classes), the
+    calibration count (refused when larger than the training split if ``calibration_exact``,
+    else capped) and the model itself (built with the overrides, and its activations at
+    ``batch_size`` checked against this machine's memory). A command refused here leaves no
+    trace, so its corrected form is never refused because of it.
+    """
+    if not isinstance(config, JobConfig):
+        raise ConfigError(f"config is a {type(config).__name__}, not a JobConfig; pass pipelines.job.JobConfig(...).")
+    config.check()
+    out_dir = checks.check_output_folder(out_dir, "run folder (--out)")
+    restart = checks.boolean("restart", restart)
+    if not callable(log):
+        raise ConfigError(f"log={log!r} is not callable; pass a function of one string, e.g. print.")
+    resumed = _check_resume(config, out_dir, restart)
+    run = _Run(config, out_dir, log)
+    tr, _ = run.splits()
+    if calibration_exact and config.calibration_count > len(tr):
+        raise ConfigError(f"calibration_count={config.calibration_count} (--calibration_count) is more than the "
+                          f"{len(tr)} training images; pass at most {len(tr)}, or more training images.")
+    train.check_model(config.train_config(), tr.num_classes)  # bad overrides, sizes beyond memory
+    run.resumed = resumed
+    return run
 
 
 # ------------------------------------------------------------------ steps ----
@@ -377,20 +464,23 @@ _FUNCTIONS = {"train_float": _train_float, "quantize": _quantize, "export": _exp
               "verify": _verify, "benchmark": _benchmark, "estimate": _estimate, "report": _report}
 
 
-def run_job(config, out_dir, restart=False, log=print):
+def run_job(config, out_dir, restart=False, log=print, calibration_exact=False):
     """Run (or resume) the end-to-end job into ``out_dir``; returns the summary dict.
 
     Args:
       config: a :class:`JobConfig`.
       out_dir: the run folder (``runs/<name>``); an existing one with the same settings is
         resumed, one with other settings is refused.
-      restart: discard whatever ``out_dir`` holds first.
+      restart: discard whatever ``out_dir`` holds first (after every check passed).
       log: where progress lines go.
+      calibration_exact: refuse a ``calibration_count`` larger than the training split (the
+        script does when --calibration_count is given) instead of calibrating on the whole split.
+
+    Everything is checked first (:func:`prepare`); nothing is written before that passes.
     """
-    config.check()
-    run = _Run(config, out_dir, log)
-    run.splits()  # a bad dataset is refused before anything is written
-    resumed = _check_resume(config, out_dir, restart)
+    run = prepare(config, out_dir, restart, log, calibration_exact)
+    resumed = run.resumed
+    _start(config, out_dir, restart)
     log(f"kerasnets-run: {config.model} on {config.dataset} at {config.input_size[0]}x{config.input_size[1]}, "
         f"{config.quantization.upper()}, into {out_dir}" + (" (resuming)" if resumed else ""))
     for i, step in enumerate(STEPS, 1):

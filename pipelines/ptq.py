@@ -12,9 +12,25 @@ import math
 import numpy as np
 
 from export import tflite as tflite_export
-from kerasnets.backend import tf
+from kerasnets.backend import keras, tf
+from pipelines import checks
 from pipelines import data as data_lib
 from pipelines.errors import ConfigError, DataError
+
+
+def check_model(model, name="model"):
+    """Refuse (:class:`ConfigError`) anything but a built Keras model."""
+    if not isinstance(model, keras.Model):
+        raise ConfigError(f"{name} is a {type(model).__name__}, not a Keras model; pass a tf_keras model "
+                          "(kerasnets.get_model builds one).")
+    return model
+
+
+def check_io_type(io_type):
+    """``io_type`` if the int8 conversion knows it (:data:`export.tflite.IO_TYPES`)."""
+    if not isinstance(io_type, str) or io_type not in tflite_export.IO_TYPES:
+        raise ConfigError(f"io_type={io_type!r} is unknown; use one of {', '.join(tflite_export.IO_TYPES)}.")
+    return io_type
 
 
 def _calibration(model, calibration, count, normalization, seed):
@@ -22,7 +38,11 @@ def _calibration(model, calibration, count, normalization, seed):
     input_size = tuple(model.input_shape[1:3])
     if isinstance(calibration, data_lib.DataSplit):
         return data_lib.calibration_images(calibration, input_size, count, normalization, seed)
-    images = np.asarray(calibration, np.float32)
+    try:
+        images = np.asarray(calibration, np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"calibration is a {type(calibration).__name__}, neither a DataSplit nor an array of "
+                        "preprocessed images; pass one of those.") from None
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
         raise DataError(f"calibration images have shape {images.shape}; expected (N,) + {tuple(model.input_shape[1:])} "
                         "preprocessed images, or pass a DataSplit.")
@@ -47,10 +67,11 @@ def quantize_post_training(model, calibration, count=200, per_channel=True, io_t
       per_channel: per-channel weight scales (default) or per-tensor.
       io_type: ``int8`` (default), ``uint8`` or ``float32`` model input/output.
     """
-    if io_type not in tflite_export.IO_TYPES:
-        raise ConfigError(f"io_type {io_type!r} is unknown; use one of {tflite_export.IO_TYPES}.")
-    if count < 1:
-        raise ConfigError(f"calibration count {count} must be at least 1.")
+    check_model(model)
+    io_type = check_io_type(io_type)
+    count = checks.integer("calibration count", count, 1, fix="pass 1 or more images (e.g. 200)")
+    per_channel = checks.boolean("per_channel", per_channel)
+    seed = checks.seed("seed", seed)
     images = _calibration(model, calibration, count, normalization, seed)
     return tflite_export.convert(model, "int8", representative_data=images, calibration_count=count,
                                  io_type=io_type, per_channel=per_channel)
@@ -65,6 +86,9 @@ def debug_report(model, calibration, count=64, per_channel=True, normalization=d
     quantization steps; about 0.29 is the ideal rounding error), ``max_abs_error`` and
     ``mean_error`` (bias).
     """
+    check_model(model)
+    count = checks.integer("calibration count", count, 1, fix="pass 1 or more images (e.g. 64)")
+    per_channel = checks.boolean("per_channel", per_channel)
     images = _calibration(model, calibration, count, normalization, seed)
     converter = tflite_export.make_converter(model, "int8", representative_data=images, calibration_count=len(images),
                                              io_type="float32", per_channel=per_channel)

@@ -197,8 +197,14 @@ def quantize_model(model, float_head=False, mode="full", per_channel=True):
       mode: ``full`` (weights and activations, 8 bit) or ``weights`` (weights only).
       per_channel: per-channel weight ranges (default) or per-tensor.
     """
-    if mode not in MODES:
+    if not isinstance(model, keras.Model):
+        raise ConfigError(f"model is a {type(model).__name__}, not a Keras model; pass a float zoo model "
+                          "(kerasnets.get_model builds one).")
+    if not isinstance(mode, str) or mode not in MODES:
         raise ConfigError(f"QAT mode {mode!r} is unknown; use one of {MODES}.")
+    for name, value in (("float_head", float_head), ("per_channel", per_channel)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r} is not True or False; pass a bool.")
     annotate = tfmot.quantization.keras.quantize_annotate_layer
     head = set(float_head_layer_names(model)) if float_head else set()
     if float_head and not head:
@@ -218,6 +224,9 @@ def quantize_model(model, float_head=False, mode="full", per_channel=True):
 def float_weights_from_qat(qat_model, float_model):
     """Copy a QAT model's float weights back into a float model of the same architecture
     (matched by layer name; ``quant_<name>`` wrappers looked through). Returns ``float_model``."""
+    for name, value in (("qat_model", qat_model), ("float_model", float_model)):
+        if not isinstance(value, keras.Model):
+            raise ConfigError(f"{name} is a {type(value).__name__}, not a Keras model; pass a Keras model.")
     by_name = {}
     for layer in qat_model.layers:
         inner = getattr(layer, "layer", None)

@@ -14,8 +14,11 @@ interrupted one. The last model is converted to int8 TFLite and evaluated in Lit
 import dataclasses
 import os
 
+from kerasnets.heads import float_head_layer_names
 from kerasnets.io import write_json
-from pipelines import bitwidth, evaluate, ptq, qat, train
+from pipelines import bitwidth, checks, evaluate, ptq, qat, train
+from pipelines import data as data_lib
+from pipelines.errors import ConfigError
 
 STAGES = ("float", "weights", "weights+activations", "finetune")
 
@@ -27,6 +30,30 @@ def _stage_config(config, epochs, learning_rate, warmup=0.0):
 
 def _float_model(config, num_classes):
     return train.default_model_fn(config, num_classes)()
+
+
+def _check_common(config, train_split, val_split, output_dir):
+    """The arguments every flow shares, checked (config, splits, output folder) before any work."""
+    if not isinstance(config, train.TrainConfig):
+        raise ConfigError(f"config is a {type(config).__name__}, not a TrainConfig; pass pipelines.train.TrainConfig.")
+    config.check()
+    train_split = data_lib.check_training_split(train_split)
+    if val_split is not None:
+        val_split = data_lib.validate_split(val_split, train_split.num_classes, "validation data")
+    output_dir = checks.check_output_folder(output_dir, "output_dir")
+    return config, train_split, val_split, output_dir
+
+
+def _from_float_weights(config, num_classes, float_weights):
+    """The float model loaded from ``float_weights`` (None without them); refused when they do not fit."""
+    if not float_weights:
+        return None
+    return train.load_weights_file(_float_model(config, num_classes), float_weights, "float_weights")
+
+
+def _check_float_head(model):
+    if not float_head_layer_names(model):
+        raise ConfigError(f"model {model.name!r} has no pooled classifier head to keep float; drop float_head.")
 
 
 def run_staged(config, train_split, val_split, output_dir, qat_epochs=1, qat_learning_rate=None,
@@ -41,11 +68,27 @@ def run_staged(config, train_split, val_split, output_dir, qat_epochs=1, qat_lea
       float_head: keep the classifier head float in stages 2-4.
       float_weights: path of trained float weights; stage 1 is then evaluated, not trained.
     """
-    os.makedirs(output_dir, exist_ok=True)
+    config, train_split, val_split, output_dir = _check_common(config, train_split, val_split, output_dir)
+    qat_epochs = checks.integer("qat_epochs", qat_epochs, 1, fix="pass 1 or more epochs")
+    if qat_learning_rate is not None:
+        qat_learning_rate = checks.number("qat_learning_rate", qat_learning_rate, 0,
+                                          fix="pass a positive rate, or 0/None for learning_rate / 10")
+    finetune = checks.boolean("finetune", finetune)
+    finetune_epochs = checks.integer("finetune_epochs", finetune_epochs, 1, fix="pass 1 or more epochs")
+    finetune_learning_rate = checks.number("finetune_learning_rate", finetune_learning_rate, above=0,
+                                           fix="pass a small positive rate such as 1e-7")
+    float_head = checks.boolean("float_head", float_head)
+    resume = checks.boolean("resume", resume)
+    calibration_count = checks.integer("calibration_count", calibration_count, 1, fix="pass 1 or more images")
     num_classes = train_split.num_classes
     qat_lr = qat_learning_rate or config.learning_rate / 10.0
     norm = config.normalization
     rows = []
+    # Checked before any training: stage 2-4 configs, and float weights that do not fit.
+    _stage_config(config, qat_epochs, qat_lr).check()
+    float_model = _from_float_weights(config, num_classes, float_weights)
+    if float_head:
+        _check_float_head(float_model or _float_model(config, num_classes))
 
     def record(stage, model, folder):
         acc = evaluate.evaluate_keras(model, val_split, normalization=norm) if val_split is not None else {}
@@ -53,10 +96,7 @@ def run_staged(config, train_split, val_split, output_dir, qat_epochs=1, qat_lea
 
     # 1. float
     folder = os.path.join(output_dir, "stage1_float")
-    if float_weights:
-        float_model = _float_model(config, num_classes)
-        float_model.load_weights(float_weights)
-    else:
+    if float_model is None:
         float_model = train.fit(config, train_split, val_split, folder, resume=resume).model
     record("float", float_model, folder)
 
@@ -117,13 +157,29 @@ def run_bitwidth(config, train_split, val_split, output_dir, float_weights=None,
     ``target_bits`` (parameter-weighted average) or ``size_bytes`` (kernel bytes). Writes
     ``bitwidth_plan.json`` and ``<model>_bits_int8.tflite`` (+ manifest) in ``output_dir``.
     """
-    os.makedirs(output_dir, exist_ok=True)
+    config, train_split, val_split, output_dir = _check_common(config, train_split, val_split, output_dir)
+    if target_bits is not None:
+        target_bits = checks.number("target_bits", target_bits, bitwidth.MIN_BITS, bitwidth.MAX_BITS,
+                                    fix="pass an average bit-width from 1 to 8, e.g. 4")
+    if size_bytes is not None:
+        size_bytes = checks.integer("size_bytes", size_bytes, 1, fix="pass the kernel budget in bytes")
+    if target_bits is not None and size_bytes is not None:
+        raise ConfigError(f"target_bits={target_bits:g} and size_bytes={size_bytes} are two budgets; pass one.")
+    strength = checks.number("strength", strength, 0, fix="pass 0 or a positive weight such as 1.0")
+    epochs = checks.integer("epochs", epochs, 1, fix="pass 1 or more epochs")
+    if learning_rate is not None:
+        learning_rate = checks.number("learning_rate", learning_rate, 0,
+                                      fix="pass a positive rate, or 0/None for the float rate / 10")
+    float_head = checks.boolean("float_head", float_head)
+    resume = checks.boolean("resume", resume)
+    calibration_count = checks.integer("calibration_count", calibration_count, 1, fix="pass 1 or more images")
     num_classes = train_split.num_classes
     norm = config.normalization
-    if float_weights:
-        float_model = _float_model(config, num_classes)
-        float_model.load_weights(float_weights)
-    else:
+    _stage_config(config, epochs, learning_rate or config.learning_rate / 10.0).check()
+    float_model = _from_float_weights(config, num_classes, float_weights)
+    if float_head:
+        _check_float_head(float_model or _float_model(config, num_classes))
+    if float_model is None:
         float_model = train.fit(config, train_split, val_split, os.path.join(output_dir, "float"),
                                 resume=resume).model
     holder = {}

@@ -12,7 +12,9 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 import os
+import re
 import shutil
 import time
 
@@ -20,7 +22,10 @@ import numpy as np
 
 import kerasnets
 from kerasnets.backend import keras, tf
+from kerasnets.errors import path_error
 from kerasnets.io import write_json
+from kerasnets.resources import check_fits_memory
+from pipelines import checks
 from pipelines import data as data_lib
 from pipelines.errors import CheckpointError, ConfigError
 
@@ -57,21 +62,44 @@ class TrainConfig:
     weights: str = ""
 
     def check(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; use one of {OPTIMIZERS}.")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy {self.strategy!r} is unknown; use one of {STRATEGIES}.")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
-        if min(self.input_hw) < 1:
-            raise ConfigError(f"input_size={self.input_size} must be positive.")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate={self.learning_rate} must be positive.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1).")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1) (0 turns EMA off).")
+        """Check every field's type and range (:class:`ConfigError`, one sentence naming it) and return self.
+
+        With ``weights`` this reads the checkpoint, so a bad one is refused here, before any training.
+        """
+        self.model = checks.text("model", self.model, fix="pass a zoo model name (kerasnets-zoo lists them)")
+        hw = input_size_pair(self.input_size)
+        if not isinstance(self.input_size, (int, np.integer)):
+            self.input_size = hw
+        if not isinstance(self.overrides, dict):
+            raise ConfigError(f"overrides={self.overrides!r} is not a dict; pass get_model options as a dict "
+                              "(--overrides: a JSON object such as '{\"width\": 0.5}').")
+        self.optimizer = checks.choice("optimizer", self.optimizer, OPTIMIZERS)
+        self.strategy = checks.choice("strategy", self.strategy, STRATEGIES)
+        self.epochs = checks.integer("epochs", self.epochs, 1, fix="pass 1 or more epochs")
+        self.batch_size = checks.integer("batch_size", self.batch_size, 1, fix="pass a batch size of 1 or more")
+        self.learning_rate = checks.number("learning_rate", self.learning_rate, above=0,
+                                           fix="pass a positive learning rate such as 0.05")
+        self.momentum = checks.number("momentum", self.momentum, 0, below=1, fix="pass a momentum in [0, 1)")
+        self.weight_decay = checks.number("weight_decay", self.weight_decay, 0, fix="pass 0 or a small positive "
+                                          "decay such as 4e-5")
+        self.warmup_epochs = checks.number("warmup_epochs", self.warmup_epochs, 0, fix="pass 0 or more")
+        self.min_learning_rate = checks.number("min_learning_rate", self.min_learning_rate, 0,
+                                               fix="pass 0 or a floor below learning_rate")
+        if self.min_learning_rate > self.learning_rate:
+            raise ConfigError(f"min_learning_rate={self.min_learning_rate:g} is above learning_rate="
+                              f"{self.learning_rate:g}; pass a floor below the peak.")
+        self.label_smoothing = checks.number("label_smoothing", self.label_smoothing, 0, below=1,
+                                             fix="pass a value in [0, 1)")
+        self.ema_decay = checks.number("ema_decay", self.ema_decay, 0, below=1,
+                                       fix="pass a decay in [0, 1) (0 turns EMA off)")
+        self.augment = checks.boolean("augment", self.augment)
+        self.tensorboard = checks.boolean("tensorboard", self.tensorboard)
+        self.seed = checks.seed("seed", self.seed)
+        self.verbose = checks.integer("verbose", self.verbose, 0, 2)
+        if self.weights is None:
+            self.weights = ""
+        self.weights = checks.text("weights", self.weights, empty_ok=True,
+                                   fix="pass a checkpoint path or hf:// id, or '' for random initialisation")
         if self.weights:
             if self.normalization == data_lib.DEFAULT_NORMALIZATION:
                 self.normalization = checkpoint_normalization(self.model, self.weights, self.overrides)
@@ -83,6 +111,17 @@ class TrainConfig:
         """(height, width) of the model input."""
         s = self.input_size
         return (int(s), int(s)) if isinstance(s, (int, np.integer)) else tuple(int(v) for v in s)
+
+
+def input_size_pair(value, name="input_size"):
+    """``value`` (S, or (height, width)) as a (height, width) pair of positive ints; :class:`ConfigError` otherwise."""
+    fix = "pass S or (height, width) of positive integers, e.g. (32, 32) (--input_size=32x32)"
+    if isinstance(value, (numbers.Integral, numbers.Real)) and not isinstance(value, (bool, np.bool_)):
+        size = checks.integer(name, value, 1, fix=fix)
+        return size, size
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ConfigError(f"{name}={value!r} is not S or (height, width); {fix}.")
+    return tuple(checks.integer(name, v, 1, fix=fix) for v in value)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -295,6 +334,74 @@ def _checkpoint_normalization(model, weights, overrides_json):
     return tuple(norm.items())
 
 
+def copy_weights(source, model, name="weights"):
+    """Copy the weights of Keras model ``source`` into ``model``; :class:`CheckpointError` when they do not fit."""
+    ours, theirs = model.get_weights(), source.get_weights()
+    if len(ours) != len(theirs) or any(a.shape != b.shape for a, b in zip(ours, theirs)):
+        raise CheckpointError(f"{name} ({source.name}, {len(theirs)} weight arrays) does not fit {model.name} "
+                              f"({len(ours)} weight arrays, or other shapes); pass a model of the same architecture.")
+    model.set_weights(theirs)
+
+
+_SHAPE_MISMATCH = re.compile(r"variable '\s*([^']+?)(?::\d+)?'.*?variable shape (\([^)]*\)).*?assigned value shape "
+                             r"(\([^)]*\))", re.S)
+
+
+def check_weights_file(path, name="float_weights"):
+    """Refuse (:class:`CheckpointError`, naming ``name`` and the path) a weights path that is missing, a folder,
+    or not HDF5. Returns the path."""
+    import h5py  # tf_keras's own dependency
+
+    fix = "pass final.weights.h5 of a kerasnets-train run"
+    path = checks.text(name, path, fix=fix)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{name}={path!r} does not exist; {fix}.")
+    if os.path.isdir(path):
+        inside = os.path.join(path, "final.weights.h5")
+        hint = f"pass {inside!r}" if os.path.isfile(inside) else fix
+        raise CheckpointError(f"{name}={path!r} is a folder, not a weights file; {hint}.")
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as e:
+        raise path_error(path, e, "read") from None
+    if not is_hdf5:
+        raise CheckpointError(f"{name}={path!r} is not a Keras weights file (HDF5); {fix}.")
+    return path
+
+
+def load_weights_file(model, path, name="float_weights"):
+    """Load Keras weights file ``path`` (``final.weights.h5`` of a training run) into ``model``.
+
+    Refuses in one sentence naming ``name`` and the file, before anything else runs: a missing
+    path, a folder, a file that is not HDF5, and weights of another model (another family,
+    width or class count; the first mismatching variable is named). Returns ``model``.
+    """
+    path = check_weights_file(path, name)
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError, TypeError, IndexError, AttributeError, tf.errors.OpError) as e:
+        found = _SHAPE_MISMATCH.search(str(e))
+        if found:
+            variable, ours, theirs = found.groups()
+            detail = f"its {variable.strip()} has shape {theirs}, {model.name} here needs {ours}"
+        else:
+            detail = f"its weights do not match the layers of {model.name}"
+        raise CheckpointError(f"{name}={path!r} holds weights of another model ({detail}); pass final.weights.h5 "
+                              "of a kerasnets-train run with the same --model, --overrides and dataset classes.") \
+            from None
+    return model
+
+
+def check_model(config, num_classes):
+    """Build ``config.model`` once, without weights, to refuse bad ``overrides`` (get_model's own checks) and an
+    input size or batch whose activations exceed this machine's memory (:func:`kerasnets.resources.check_fits_memory`)
+    before any training. Returns the model (random weights, ``num_classes`` outputs)."""
+    model = kerasnets.get_model(config.model, input_shape=config.input_hw + (3,), classes=num_classes,
+                                **config.overrides)
+    check_fits_memory(model, config.batch_size)
+    return model
+
+
 def default_model_fn(config, num_classes):
     """Builds ``config.model`` for ``num_classes`` (from ``config.weights`` where given)."""
     def build():
@@ -318,16 +425,28 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
         to this model); without it an existing checkpoint is an error.
       initial_weights_from: a Keras model whose weights are copied in before training.
     """
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config is a {type(config).__name__}, not a TrainConfig; "
+                          "pass pipelines.train.TrainConfig(...).")
     config.check()
+    # Everything is checked, and the model built, before the first write: a refused run leaves nothing behind.
+    output_dir = checks.check_output_folder(output_dir, "output_dir")
+    resume = checks.boolean("resume", resume)
+    if model_fn is not None and not callable(model_fn):
+        raise ConfigError(f"model_fn={model_fn!r} is not callable; pass a function that builds the model, or None.")
+    if initial_weights_from is not None and not isinstance(initial_weights_from, keras.Model):
+        raise ConfigError(f"initial_weights_from is a {type(initial_weights_from).__name__}, not a Keras model; "
+                          "pass a model of the same architecture, or None.")
+    train_split = data_lib.check_training_split(train_split, "training data")
     num_classes = train_split.num_classes
-    train_split = data_lib.validate_split(train_split, num_classes, "training data")
     if val_split is not None:
         val_split = data_lib.validate_split(val_split, num_classes, "validation data")
     strategy = make_strategy(config.strategy)
     is_chief, index = _worker() if config.strategy == "multi_worker" else (True, 0)
-    os.makedirs(output_dir, exist_ok=True)
-    write_dir = output_dir if is_chief else os.path.join(output_dir, f".worker-{index}")
-    os.makedirs(write_dir, exist_ok=True)
+    state = read_state(output_dir)
+    if state is not None and not resume:
+        raise CheckpointError(f"{output_dir} already holds a run at epoch {state.get('epoch')}; pass resume=True "
+                              "(--resume) to continue it, or use a fresh output_dir.")
     model_fn = model_fn or default_model_fn(config, num_classes)
     steps_per_epoch = int(math.ceil(len(train_split) / config.batch_size))
     tf.random.set_seed(config.seed)
@@ -335,12 +454,13 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
 
     with strategy.scope():
         model = model_fn()
-        _warn_slow_grouped_conv(model)
-        if initial_weights_from is not None:
-            model.set_weights(initial_weights_from.get_weights())
         if int(model.output_shape[-1]) != num_classes:
             raise ConfigError(f"the model head has {model.output_shape[-1]} classes but the data has {num_classes}; "
                               "build the model with classes equal to the number of classes in the data.")
+        check_fits_memory(model, config.batch_size)
+        _warn_slow_grouped_conv(model)
+        if initial_weights_from is not None:
+            copy_weights(initial_weights_from, model, "initial_weights_from")
         optimizer = make_optimizer(config, steps_per_epoch)
         from_logits = not outputs_probabilities(model)
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
@@ -357,13 +477,16 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
             tracked.update(ema_shadow=ema.shadow, ema_updates=ema.updates)
         checkpoint = tf.train.Checkpoint(**tracked)
 
-    state = read_state(output_dir)
     initial_epoch, history = 0, []
     if state is not None:
         check_signature(state, model, output_dir)
-        if not resume:
-            raise CheckpointError(f"{output_dir} already holds a run at epoch {state['epoch']}; pass resume=True "
-                                  "(--resume) to continue it, or use a fresh output_dir.")
+        if "checkpoint" not in state or "epoch" not in state:
+            raise CheckpointError(f"{os.path.join(output_dir, STATE_FILE)} names no checkpoint; delete it or use "
+                                  "a fresh output_dir.")
+    os.makedirs(output_dir, exist_ok=True)
+    write_dir = output_dir if is_chief else os.path.join(output_dir, f".worker-{index}")
+    os.makedirs(write_dir, exist_ok=True)
+    if state is not None:
         checkpoint.restore(os.path.join(output_dir, state["checkpoint"])).expect_partial()
         initial_epoch, history = int(state["epoch"]), list(state.get("history", []))
     resumed_from = initial_epoch

@@ -73,6 +73,17 @@ def run_cli(module, *args):
     return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
+def check_bad_call(test, call, words):
+    """``call()`` must raise the project's own error, one line, naming every string in ``words``."""
+    from kerasnets.errors import KerasnetsError
+    with test.assertRaises(KerasnetsError) as caught:
+        call()
+    message = str(caught.exception)
+    for word in words:
+        test.assertIn(word, message)
+    test.assertLen(message.strip().splitlines(), 1, message)
+
+
 def load_case(case):
     """(metadata, input, reference logits) of reference fixture ``tests/fixtures/<case>``."""
     with open(os.path.join(FIXTURES, case, "case.json")) as f:

@@ -18,13 +18,13 @@ import sys
 
 from absl import flags
 
-from export import calibrate, cost
-from export.cli.zoo_model import build_model
+from export import calibrate, cost, placement
+from export.cli import zoo_model
 from export.profiles import USER_PROFILE_DIR, load_profile
 from export.report import plot_estimate
 from kerasnets.cli import define_flags, print_json, run_main
-from kerasnets.io import atomic_write
 from kerasnets.errors import UsageError
+from kerasnets.io import atomic_write
 
 FLAGS = flags.FLAGS
 define_flags("model", "input_size", "profile", "threads", "policy", "classes", "shuffle", "group_conv", "json")
@@ -41,13 +41,25 @@ flags.DEFINE_string("samples", None, "With --calibrate: read the timings from th
                     "measuring again), else measure and save them there.")
 
 
-def _model_overrides():
-    out = {}
-    if FLAGS.shuffle:
-        out["shuffle"] = FLAGS.shuffle
-    if FLAGS.group_conv:
-        out["group_conv"] = FLAGS.group_conv
-    return out
+# Flags that only mean something with --calibrate, and flags that only mean something without it.
+CALIBRATE_FLAGS = ("quick", "validate", "profile_out", "networks", "samples")
+ESTIMATE_FLAGS = ("model", "profile", "precision", "top", "chart", "policy", "input_size", "shuffle", "group_conv",
+                  "classes")
+# A chart is a small PNG; refuse a disk with less free than this.
+CHART_BYTES = 4 << 20
+
+
+def _check_flag_combination():
+    """Refuse flags the chosen step ignores: silently ignoring them would hide a mistake."""
+    if FLAGS.calibrate:
+        given = [f for f in ESTIMATE_FLAGS if FLAGS[f].present]
+        if given:
+            raise UsageError(f"--{given[0]} does not apply with --calibrate, which fits the host_cpu profile; drop "
+                             f"--{given[0]} or --calibrate.")
+    else:
+        given = [f for f in CALIBRATE_FLAGS if FLAGS[f].present]
+        if given:
+            raise UsageError(f"--{given[0]} only applies with --calibrate; add --calibrate or drop --{given[0]}.")
 
 
 def _check_threads(profile):
@@ -59,6 +71,14 @@ def _check_threads(profile):
 def _calibrate():
     out = FLAGS.profile_out or os.path.join(os.environ.get("KERASNETS_PROFILE_DIR") or USER_PROFILE_DIR,
                                             "host_cpu.json")
+    zoo_model.check_output_file(out, "profile_out", "FILE.json")
+    zoo_model.check_space(out, 16 << 20, "profile_out")
+    if FLAGS.samples:
+        if os.path.isdir(FLAGS.samples):
+            raise UsageError(f"--samples={FLAGS.samples!r} is a folder; pass a timings file (read when it exists, "
+                             "written after measuring otherwise).")
+        if not os.path.exists(FLAGS.samples):
+            zoo_model.check_output_file(FLAGS.samples, "samples", "FILE.json")
     log = (lambda s: print(s, file=sys.stderr)) if not FLAGS.json else None
     if FLAGS.samples and os.path.exists(FLAGS.samples):
         samples, overhead, networks = calibrate.load_timings(FLAGS.samples, threads=FLAGS.threads)
@@ -66,9 +86,10 @@ def _calibrate():
         samples, overhead, networks = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick,
                                                                   networks=FLAGS.networks, log=log)
         if FLAGS.samples:
-            calibrate.save_timings(FLAGS.samples, samples, overhead, networks, threads=FLAGS.threads)
+            zoo_model.writing(FLAGS.samples, lambda: calibrate.save_timings(FLAGS.samples, samples, overhead,
+                                                                            networks, threads=FLAGS.threads))
     data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads, networks=networks)
-    atomic_write(out, json.dumps(data, indent=1) + "\n")
+    zoo_model.writing(out, lambda: atomic_write(out, json.dumps(data, indent=1) + "\n"))
     result = {"profile_out": out, "samples": len(samples), "fit": data["fit"]}
     if FLAGS.validate:
         report = calibrate.validate_host_profile(out, threads=FLAGS.threads, log=log)
@@ -85,18 +106,26 @@ def _calibrate():
 
 
 def main(argv):
+    _check_flag_combination()
     if FLAGS.calibrate:
         return _calibrate()
+    if FLAGS.precision is not None:
+        zoo_model.check_choice(FLAGS.precision, sorted(cost.ELEMENT_BYTES), "precision")
+    policy = zoo_model.check_choice(FLAGS.policy or "max_npu", placement.POLICIES, "policy")
+    overrides = zoo_model.model_overrides(FLAGS.shuffle, FLAGS.group_conv)
     profile = load_profile(FLAGS.profile)
     _check_threads(profile)
     precision = FLAGS.precision or profile.default_precision()
-    if precision not in cost.ELEMENT_BYTES:
-        raise UsageError(f"--precision={precision!r} is unknown; use int8 or float32.")
-    model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, _model_overrides())
-    policy = FLAGS.policy or "max_npu"
+    if not profile.is_npu and precision not in profile["predictors"]:
+        raise UsageError(f"--precision={precision} does not fit profile {profile.name}, which has predictors for "
+                         f"{', '.join(sorted(profile['predictors']))} only; pick one of those or recalibrate.")
+    if FLAGS.chart is not None:
+        zoo_model.check_output_file(FLAGS.chart, "chart", "FILE.png")
+        zoo_model.check_space(FLAGS.chart, CHART_BYTES, "chart")
+    model, (h, w) = zoo_model.build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, overrides)
     result = cost.estimate(model, profile, precision=precision, policy=policy)
     if FLAGS.chart:
-        plot_estimate(result, FLAGS.chart)
+        zoo_model.writing(FLAGS.chart, lambda: plot_estimate(result, FLAGS.chart))
     if FLAGS.json:
         t = result["totals"]
         print_json({"model": FLAGS.model, "input_size": [h, w], "profile": profile.name, "precision": precision,

@@ -5,6 +5,10 @@ compiler-style log (or one JSON object), and with ``--out`` writes ``plan.json``
 ``partition.log`` and the parts: an int8 TFLite for the NPU part and a float TFLite for
 the CPU part (calibrated on random images unless ``--calibration_npz`` gives real ones).
 ``--out`` has the alias ``--output_dir``; ``--policy`` defaults to ``max_npu``.
+
+Every input is checked before any work: the flags, the profile (an NPU's), the model at its
+size (memory), the weights, the calibration .npz and the output folder (writable, free space
+for the parts).
 """
 import os
 import sys
@@ -13,7 +17,7 @@ import numpy as np
 from absl import flags
 
 from export import partition
-from export.cli.zoo_model import build_model
+from export.cli import zoo_model
 from kerasnets.cli import define_flags, print_json, run_main
 from kerasnets.errors import UsageError
 
@@ -22,26 +26,51 @@ define_flags("model", "input_size", "profile", "policy", "out", "classes", "shuf
              "calibration_count", "json")
 flags.DEFINE_string("calibration_npz", None, "An .npz whose first array holds calibration images (N, H, W, 3).")
 
+PLAN_FILES = ("plan.json", "partition.log")
+
+
+def part_bytes(model, plan):
+    """Expected bytes of the parts: NPU layers' weights in int8, CPU layers' in float32, plus overheads."""
+    where = {d["name"]: d["placement"] for d in plan.decisions}
+    need = 0
+    for layer in model.layers:
+        mode = "int8" if where.get(layer.name) == "npu" else "float32"
+        need += layer.count_params() * zoo_model.BYTES_PER_WEIGHT[mode]
+    return int(need * 1.1) + zoo_model.ARTIFACT_OVERHEAD_BYTES * (len(plan.parts) + 1)
+
 
 def main(argv):
-    overrides = {k: getattr(FLAGS, k) for k in ("shuffle", "group_conv") if getattr(FLAGS, k)}
-    model, (h, w) = build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, overrides)
-    if FLAGS.weights:
-        if not os.path.isfile(FLAGS.weights):
-            raise UsageError(f"--weights={FLAGS.weights!r} is not a file; pass a Keras weights file.")
-        model.load_weights(FLAGS.weights)
-    plan = partition.partition_for_profile(model, FLAGS.profile, policy=FLAGS.policy or "max_npu")
-    files = None
+    policy = zoo_model.check_choice(FLAGS.policy or "max_npu", partition.POLICIES, "policy")
+    overrides = zoo_model.model_overrides(FLAGS.shuffle, FLAGS.group_conv)
+    profile = partition.npu_profile(FLAGS.profile)
+    if FLAGS.calibration_npz and not FLAGS.out:
+        raise UsageError("--calibration_npz is only used to calibrate the parts written with --out; add --out=DIR "
+                         "or drop --calibration_npz.")
+    if FLAGS["calibration_count"].present and not FLAGS.out:
+        raise UsageError("--calibration_count is only used to calibrate the parts written with --out; add "
+                         "--out=DIR or drop --calibration_count.")
+    if FLAGS.out:
+        zoo_model.check_output_folder(FLAGS.out, "out", files=PLAN_FILES)
+    h, w = zoo_model.model_size(FLAGS.model, FLAGS.input_size)
+    zoo_model.check_weights_file(FLAGS.weights)
+    images = None
     if FLAGS.out:
         if FLAGS.calibration_npz:
-            if not os.path.isfile(FLAGS.calibration_npz):
-                raise UsageError(f"--calibration_npz={FLAGS.calibration_npz!r} is not a file; check the path.")
-            with np.load(FLAGS.calibration_npz) as z:
-                images = np.asarray(z[z.files[0]], np.float32)
-            if images.shape[1:] != (h, w, 3):
-                raise UsageError(f"--calibration_npz images have shape {images.shape[1:]}, the model takes "
-                                 f"{(h, w, 3)}; resize them or change --input_size.")
+            images = zoo_model.load_npz_images(FLAGS.calibration_npz, (h, w))
         else:
+            zoo_model.check_images_fit_memory(FLAGS.calibration_count, (h, w))
+    # With --out the Keras parts run on the whole calibration batch at once (export_partition).
+    model, (h, w) = zoo_model.build_model_with_weights(FLAGS.model, FLAGS.input_size, FLAGS.classes, overrides,
+                                                       weights=FLAGS.weights,
+                                                       batch=FLAGS.calibration_count if FLAGS.out else 1)
+    plan = partition.partition_for_profile(model, profile, policy=policy)
+    files = None
+    if FLAGS.out:
+        names = [f"part{i}_{p['device']}_{'int8' if p['device'] == 'npu' else 'float32'}.tflite"
+                 for i, p in enumerate(plan.parts)]
+        zoo_model.check_output_folder(FLAGS.out, "out", files=names)
+        zoo_model.check_space(os.path.join(FLAGS.out, PLAN_FILES[0]), part_bytes(model, plan), "out")
+        if images is None:
             images = np.random.default_rng(0).uniform(-1, 1, (FLAGS.calibration_count, h, w, 3)).astype(np.float32)
         files = partition.export_partition(model, plan, FLAGS.out, images, FLAGS.calibration_count,
                                            command=" ".join(sys.argv))

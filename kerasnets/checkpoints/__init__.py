@@ -80,6 +80,9 @@ def preprocessing_for(model):
     a checkpoint gets kerasnets' default: RGB pixels mapped to [-1, 1] (mean = std = 127.5),
     bilinear resize, no crop. Recorded on the model object (in-process).
     """
+    if not isinstance(model, keras.Model):
+        raise CheckpointError(f"preprocessing_for() needs a Keras model, got {type(model).__name__}; pass a model "
+                              "from kerasnets.get_model.")
     recorded = getattr(model, _PREPROCESSING_ATTR, None)
     return json.loads(recorded) if recorded else _default_preprocessing(model)
 
@@ -314,6 +317,14 @@ def load_weights(model, src, spec=None, convention=None):
       CheckpointError: unreadable source, another family / width / form, a convention other
         than the model's, or any missing or unexpected tensor. Nothing is assigned then.
     """
+    if not isinstance(model, keras.Model):
+        raise CheckpointError(f"load_weights() needs a Keras model from kerasnets.get_model, got "
+                              f"{type(model).__name__}.")
+    if not isinstance(src, (Checkpoint, str, os.PathLike)):
+        raise CheckpointError(f"weights source {src!r} is a {type(src).__name__}; pass a path, a folder or an "
+                              "hf://timm/<model>.<tag> id.")
+    if convention is not None and convention not in ("tf", "torch"):
+        raise CheckpointError(f"convention={convention!r} is unknown; use 'tf', 'torch' or None.")
     checkpoint = src if isinstance(src, Checkpoint) else read_checkpoint(src)
     assignments, notes, family, style = _plan(model, checkpoint, spec, convention)
     for variable, value in assignments:

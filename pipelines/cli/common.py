@@ -5,13 +5,14 @@ The flags several scripts share (``--model``, ``--input_size``, ``--dataset``, `
 are defined here, once, for both scripts.
 """
 import json
+import os
 
 from absl import flags
 
 from kerasnets.cli import TRAINING_INPUT_SIZE, define_flags, parse_size, verbosity
+from pipelines import checks, train
 from pipelines import data as data_lib
-from pipelines import train
-from pipelines.errors import CheckpointError, ConfigError
+from pipelines.errors import ConfigError
 
 FLAGS = flags.FLAGS
 # The flags define_common makes belong to the script that calls it (its --help lists them).
@@ -53,9 +54,8 @@ def overrides():
 
 
 def train_config():
+    """The :class:`pipelines.train.TrainConfig` the flags describe, checked (a bad --weights is read and refused)."""
     config_overrides = overrides()
-    if not FLAGS.out:
-        raise ConfigError("--out (alias --output_dir) is required; pass the folder for checkpoints and artifacts.")
     return train.TrainConfig(model=FLAGS.model, input_size=input_hw(), overrides=config_overrides,
                              epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer,
                              learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay,
@@ -63,6 +63,39 @@ def train_config():
                              ema_decay=FLAGS.ema_decay, augment=FLAGS.augment, seed=FLAGS.seed,
                              strategy=FLAGS.strategy, verbose=verbosity(),
                              weights=getattr(FLAGS, "weights", None) or "").check()  # --weights: kerasnets-train
+
+
+def output_dir():
+    """``--out``: required, and a folder that can be written (nothing is created here)."""
+    if not FLAGS.out:
+        raise ConfigError("--out (alias --output_dir) is required; pass the folder for checkpoints and artifacts.")
+    return checks.check_output_folder(FLAGS.out, "--out")
+
+
+def checkpoints_under(folder, depth=2):
+    """Paths of the training checkpoints (``state.json``) in ``folder`` and its sub-folders, ``depth`` levels."""
+    found = []
+    if not os.path.isdir(folder):
+        return found
+    if os.path.isfile(os.path.join(folder, train.STATE_FILE)):
+        found.append(os.path.join(folder, train.STATE_FILE))
+    if depth > 0:
+        for name in sorted(os.listdir(folder)):
+            sub = os.path.join(folder, name)
+            if os.path.isdir(sub) and not name.startswith("."):
+                found.extend(checkpoints_under(sub, depth - 1))
+    return found
+
+
+def check_resume(out, depth=0):
+    """``--resume`` needs a checkpoint in ``out`` (or ``depth`` levels below); without it, one there is refused."""
+    found = checkpoints_under(out, depth)
+    if FLAGS.resume and not found:
+        raise ConfigError(f"--resume was given but {out!r} holds no checkpoint ({train.STATE_FILE}) to resume; "
+                          "drop --resume to start a new run, or pass the --out of the run to continue.")
+    if not FLAGS.resume and found:
+        raise ConfigError(f"--out={out!r} already holds a training run ({found[0]}); pass --resume to continue "
+                          "it, or use a fresh --out.")
 
 
 def input_hw():
@@ -76,12 +109,12 @@ def input_hw():
 
 
 def load_splits():
-    """(train, test) splits the flags name (a folder without test/ gets a seeded 20% hold-out)."""
+    """(train, test) splits the flags name (a folder without test/ gets a seeded 20% hold-out); the training
+    split holds at least two classes."""
     return data_lib.load_train_test(FLAGS.dataset, input_hw(), FLAGS.train_subset, FLAGS.val_subset, FLAGS.seed)
 
 
-def weights_error(path, model, error):
-    """The :class:`CheckpointError` for ``--float_weights`` that do not fit ``model``."""
-    first_line = str(error).splitlines()[0][:120]
-    return CheckpointError(f"--float_weights={path!r} does not fit model {model!r} ({first_line}); "
-                           "pass the weights of a run of the same model and options.")
+def check_model(config, num_classes):
+    """Build the model the flags describe once, before any training: bad --overrides and an --input_size or
+    --batch_size beyond this machine's memory are refused up front. Returns it (random weights)."""
+    return train.check_model(config, num_classes)

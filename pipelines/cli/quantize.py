@@ -13,8 +13,10 @@ import os
 from absl import flags
 
 from kerasnets.cli import define_flags, run_main
-from pipelines import data, evaluate, ptq, qat, quantizers, staged, train
-from pipelines.cli import common, emit, fail, user_errors
+from kerasnets.errors import UsageError
+from kerasnets.heads import float_head_layer_names
+from pipelines import checks, data, evaluate, ptq, qat, quantizers, staged, train
+from pipelines.cli import common, emit
 
 MODES = ("ptq", "qat", "staged", "bitwidth")
 common.define_common()
@@ -34,41 +36,79 @@ flags.DEFINE_float("budget_strength", 1.0, "bitwidth: weight of the budget term 
 
 FLAGS = flags.FLAGS
 
+#: Flags that only some modes use: giving one to another mode is refused, not silently ignored.
+MODE_FLAGS = {"debug_report": ("ptq",), "compare_quantizers": ("ptq",), "per_channel": ("ptq",),
+              "io_type": ("ptq", "qat"), "float_head": ("qat", "staged", "bitwidth"),
+              "qat_epochs": ("qat", "staged", "bitwidth"), "qat_learning_rate": ("qat", "staged", "bitwidth"),
+              "finetune": ("staged",), "finetune_learning_rate": ("staged",), "target_bits": ("bitwidth",),
+              "size_bytes": ("bitwidth",), "budget_strength": ("bitwidth",)}
+#: The sub-folders each mode trains in (checked for checkpoints before --resume / a fresh run).
+_CHECKPOINT_DEPTH = 1
+
 
 def _io_type():
     return FLAGS.io_type or "int8"
 
 
-def _float_model(config, tr, va):
-    if FLAGS.float_weights:
-        if not os.path.isfile(FLAGS.float_weights):
-            raise common.ConfigError(f"--float_weights={FLAGS.float_weights!r} is not a file; pass final.weights.h5 "
-                                     "of a kerasnets-train run.")
-        model = train.default_model_fn(config, tr.num_classes)()
-        try:
-            model.load_weights(FLAGS.float_weights)
-        except (ValueError, OSError) as e:
-            raise common.weights_error(FLAGS.float_weights, config.model, e) from None
+def _check_mode_flags(mode):
+    for name, modes in MODE_FLAGS.items():
+        if FLAGS[name].present and mode not in modes:
+            raise UsageError(f"--{name} applies to mode {' / '.join(modes)} only, not {mode}; drop it or run "
+                             f"kerasnets-quantize {modes[0]}.")
+
+
+def _check_quantization_flags(config):
+    """The QAT / fine-tuning / bit-width flags, checked before any training."""
+    checks.number("--qat_learning_rate", FLAGS.qat_learning_rate, 0,
+                  fix="pass a positive rate, or 0 for --learning_rate / 10")
+    checks.integer("--qat_epochs", FLAGS.qat_epochs, 1, fix="pass 1 or more epochs of quantization-aware training")
+    stage = dataclasses.replace(config, epochs=FLAGS.qat_epochs, warmup_epochs=0.0, ema_decay=0.0,
+                                learning_rate=FLAGS.qat_learning_rate or config.learning_rate / 10)
+    stage.check()
+    checks.number("--finetune_learning_rate", FLAGS.finetune_learning_rate, above=0,
+                  fix="pass a small positive rate such as 1e-7")
+    if FLAGS.target_bits:
+        checks.number("--target_bits", FLAGS.target_bits, 1, 8, fix="pass an average bit-width from 1 to 8, or 0 "
+                      "for --size_bytes (or 4)")
+    elif FLAGS.target_bits != 0:
+        checks.number("--target_bits", FLAGS.target_bits, 0, fix="pass an average bit-width from 1 to 8")
+    checks.integer("--size_bytes", FLAGS.size_bytes, 0, fix="pass the kernel budget in bytes, or 0")
+    if FLAGS.target_bits and FLAGS.size_bytes:
+        raise UsageError(f"--target_bits={FLAGS.target_bits:g} and --size_bytes={FLAGS.size_bytes} are two "
+                         "budgets; pass one of them.")
+    checks.number("--budget_strength", FLAGS.budget_strength, 0, fix="pass 0 or a positive weight such as 1.0")
+    if FLAGS.io_type is not None:
+        ptq.check_io_type(FLAGS.io_type)
+
+
+def _check_float_weights_file():
+    """``--float_weights`` names a Keras weights file (its fit with the model is checked once it is built)."""
+    if FLAGS.float_weights is not None:
+        train.check_weights_file(FLAGS.float_weights, "--float_weights")
+
+
+def _float_model(config, tr, va, model):
+    if model is not None:
         return model
     return train.fit(config, tr, va, os.path.join(FLAGS.out, "float"), resume=FLAGS.resume).model
 
 
-def _ptq(config, tr, va):
-    model = _float_model(config, tr, va)
-    content = ptq.quantize_post_training(model, tr, count=FLAGS.calibration_count, per_channel=FLAGS.per_channel,
+def _ptq(config, tr, va, model, count):
+    model = _float_model(config, tr, va, model)
+    content = ptq.quantize_post_training(model, tr, count=count, per_channel=FLAGS.per_channel,
                                          io_type=_io_type(), normalization=config.normalization, seed=FLAGS.seed)
     path = os.path.join(FLAGS.out, f"{config.model}_ptq_int8.tflite")
     ptq.save_tflite(path, content, config.model, config.normalization, tr.class_names)
     summary = {"mode": "ptq", "tflite": path, "float": evaluate.evaluate_keras(model, va, normalization=config.normalization),
                "int8": evaluate.evaluate_tflite(content, va, config.normalization)}
     if FLAGS.debug_report:
-        rows = ptq.debug_report(model, tr, count=min(32, FLAGS.calibration_count), per_channel=FLAGS.per_channel,
+        rows = ptq.debug_report(model, tr, count=min(32, count), per_channel=FLAGS.per_channel,
                                 normalization=config.normalization)
         summary["debug_report"] = rows
         if not FLAGS.json:
             print(ptq.format_debug_report(rows))
     if FLAGS.compare_quantizers:
-        images = data.calibration_images(tr, config.input_hw, 16, config.normalization)
+        images = data.calibration_images(tr, config.input_hw, min(16, len(tr)), config.normalization)
         rows = quantizers.compare_quantizers(model, images)
         summary["quantizer_comparison"] = rows
         if not FLAGS.json:
@@ -76,13 +116,13 @@ def _ptq(config, tr, va):
     return summary
 
 
-def _qat(config, tr, va):
-    float_model = _float_model(config, tr, va)
+def _qat(config, tr, va, model, count):
+    float_model = _float_model(config, tr, va, model)
     stage = dataclasses.replace(config, epochs=FLAGS.qat_epochs, warmup_epochs=0.0, ema_decay=0.0,
                                 learning_rate=FLAGS.qat_learning_rate or config.learning_rate / 10)
     result = train.fit(stage, tr, va, os.path.join(FLAGS.out, "qat"), resume=FLAGS.resume,
                        model_fn=lambda: qat.quantize_model(float_model, float_head=FLAGS.float_head))
-    content = ptq.quantize_post_training(result.model, tr, count=FLAGS.calibration_count, io_type=_io_type(),
+    content = ptq.quantize_post_training(result.model, tr, count=count, io_type=_io_type(),
                                          normalization=config.normalization)
     path = os.path.join(FLAGS.out, f"{config.model}_qat_int8.tflite")
     ptq.save_tflite(path, content, config.model, config.normalization, tr.class_names,
@@ -93,35 +133,64 @@ def _qat(config, tr, va):
             "int8": evaluate.evaluate_tflite(content, va, config.normalization)}
 
 
-def _staged(config, tr, va):
+def _staged(config, tr, va, model, count):
     result = staged.run_staged(config, tr, va, FLAGS.out, qat_epochs=FLAGS.qat_epochs,
                                qat_learning_rate=FLAGS.qat_learning_rate or None, finetune=FLAGS.finetune,
                                finetune_learning_rate=FLAGS.finetune_learning_rate, float_head=FLAGS.float_head,
                                float_weights=FLAGS.float_weights, resume=FLAGS.resume,
-                               calibration_count=FLAGS.calibration_count)
+                               calibration_count=count)
     if not FLAGS.json:
         print(staged.format_stage_table(result))
     return {"mode": "staged", **result}
 
 
-def _bitwidth(config, tr, va):
+def _bitwidth(config, tr, va, model, count):
     result = staged.run_bitwidth(config, tr, va, FLAGS.out, float_weights=FLAGS.float_weights,
                                  target_bits=FLAGS.target_bits or None, size_bytes=FLAGS.size_bytes or None,
                                  strength=FLAGS.budget_strength, epochs=FLAGS.qat_epochs,
                                  learning_rate=FLAGS.qat_learning_rate or None, float_head=FLAGS.float_head,
-                                 resume=FLAGS.resume, calibration_count=FLAGS.calibration_count)
+                                 resume=FLAGS.resume, calibration_count=count)
     return {"mode": "bitwidth", **result}
+
+
+def _calibration_count(tr):
+    """--calibration_count, refused when given larger than the training split (the default is capped to it)."""
+    count = FLAGS.calibration_count
+    if count > len(tr):
+        if FLAGS["calibration_count"].present:
+            raise UsageError(f"--calibration_count={count} is more than the {len(tr)} training images; pass at "
+                             f"most {len(tr)}, or more training images (--train_subset).")
+        count = len(tr)
+    return count
 
 
 def main(argv):
     if len(argv) != 2 or argv[1] not in MODES:
-        fail(f"give exactly one mode out of {', '.join(MODES)} (got {argv[1:]}), e.g. kerasnets-quantize ptq --flags.")
-    try:
-        config = common.train_config()
-        tr, va = common.load_splits()
-        summary = {"ptq": _ptq, "qat": _qat, "staged": _staged, "bitwidth": _bitwidth}[argv[1]](config, tr, va)
-    except user_errors() as e:
-        fail(str(e))
+        got = " ".join(argv[1:]) or "none"
+        raise UsageError(f"give exactly one mode out of {', '.join(MODES)} (got {got}), e.g. kerasnets-quantize "
+                         "ptq --flags.")
+    mode = argv[1]
+    # Everything is checked before the first write or training step: flags, output folder, data, model, weights.
+    _check_mode_flags(mode)
+    config = common.train_config()
+    if mode != "ptq":
+        _check_quantization_flags(config)
+    elif FLAGS.io_type is not None:
+        ptq.check_io_type(FLAGS.io_type)
+    out = common.output_dir()
+    common.check_resume(out, depth=_CHECKPOINT_DEPTH)
+    _check_float_weights_file()
+    tr, va = common.load_splits()
+    count = _calibration_count(tr)
+    model = common.check_model(config, tr.num_classes)  # bad --overrides, sizes beyond memory: refused here
+    if mode != "ptq" and FLAGS.float_head and not float_head_layer_names(model):
+        raise UsageError(f"--float_head: model {config.model!r} has no pooled classifier head to keep float; "
+                         "drop --float_head.")
+    if FLAGS.float_weights:
+        train.load_weights_file(model, FLAGS.float_weights, "--float_weights")
+    else:
+        model = None  # the float model is trained first, by train.fit
+    summary = {"ptq": _ptq, "qat": _qat, "staged": _staged, "bitwidth": _bitwidth}[mode](config, tr, va, model, count)
     summary["model"] = config.model
     emit(summary, FLAGS.json)
     if not FLAGS.json:

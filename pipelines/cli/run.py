@@ -19,8 +19,9 @@ from absl import flags
 
 from export.runtime import VerificationError
 from kerasnets.cli import define_flags, run_main, verbosity
+from kerasnets.errors import UsageError
 from pipelines import job
-from pipelines.cli import common, fail, user_errors
+from pipelines.cli import common
 
 define_flags("model", "dataset", "input_size", "overrides", "weights", "epochs", "qat_epochs", "batch_size",
              "learning_rate", "train_subset", "val_subset", "calibration_count", "profile", "policy", "runs",
@@ -44,25 +45,34 @@ def job_config():
 
 
 def run_dir(config):
+    """``--out``, or runs/<--name> (default name: <model>_<dataset>); a --name must be one plain folder name."""
     if FLAGS.out:
         return FLAGS.out
-    name = FLAGS.name or f"{config.model}_{os.path.basename(os.path.normpath(config.dataset.split(':')[0]))}"
+    if FLAGS.name is not None:
+        name = FLAGS.name
+        if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+            raise UsageError(f"--name={name!r} is not a plain folder name; pass a name without '/' (the run goes "
+                             "to runs/<name>), or --out for another place.")
+    else:
+        name = f"{config.model}_{os.path.basename(os.path.normpath(config.dataset.split(':')[0]))}"
     return os.path.join("runs", name)
 
 
 def main(argv):
     if len(argv) > 1:
-        fail(f"unexpected argument {argv[1]!r}; every option is a --flag.")
+        raise UsageError(f"unexpected argument {argv[1]!r}; every option is a --flag.")
+    if FLAGS.quantization == "ptq" and FLAGS["qat_epochs"].present:
+        raise UsageError(f"--qat_epochs={FLAGS.qat_epochs} applies to --quantization=qat only; drop it with "
+                         "--quantization=ptq.")
+    config = job_config()
+    out = run_dir(config)
+    log = (lambda m: print(m, flush=True)) if not FLAGS.json else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
-        config = job_config()
-        out = run_dir(config)
-        summary = job.run_job(config, out, restart=FLAGS.restart,
-                              log=(lambda m: print(m, flush=True)) if not FLAGS.json else
-                              (lambda m: print(m, file=sys.stderr, flush=True)))
+        # run_job checks everything (flags, folder, data, model, profile) before job.json or any other write.
+        summary = job.run_job(config, out, restart=FLAGS.restart, log=log,
+                              calibration_exact=FLAGS["calibration_count"].present)
     except VerificationError as e:
-        fail(f"verification failed: {e}")
-    except user_errors() as e:
-        fail(str(e))
+        raise VerificationError(f"verification failed: {e}") from None
     if FLAGS.json:
         print(json.dumps(summary, sort_keys=True))
     else:
