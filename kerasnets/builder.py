@@ -102,8 +102,8 @@ class _Graph:
                                          use_bias=bias, name=name)(x)
         return L.Conv2D(filters, kernel, stride, padding=padding, groups=groups, use_bias=bias, name=name)(x)
 
-    def conv_bn_act(self, x, filters, kernel, stride, act, name, groups=1):
-        x = self.conv(x, filters, kernel, stride, groups, name=f"{name}_conv")
+    def conv_bn_act(self, x, filters, kernel, stride, act, name, groups=1, bias=False):
+        x = self.conv(x, filters, kernel, stride, groups, bias=bias, name=f"{name}_conv")
         x = self.bn(x, f"{name}_bn")
         return self.act(x, act, f"{name}_{act}")
 
@@ -132,7 +132,13 @@ class _Graph:
 
     # ---- blocks -------------------------------------------------------------------
     def block_conv(self, x, b, name):
-        return self.conv_bn_act(x, b.out, b.kernel, b.stride, b.act, name, groups=b.groups)
+        if not b.norm:
+            x = self.conv(x, b.out, b.kernel, b.stride, b.groups, bias=b.bias, name=f"{name}_conv")
+            return self.act(x, b.act, f"{name}_{b.act}")
+        return self.conv_bn_act(x, b.out, b.kernel, b.stride, b.act, name, groups=b.groups, bias=b.bias)
+
+    def block_norm_act(self, x, b, name):
+        return self.act(self.bn(x, f"{name}_bn"), b.act, f"{name}_{b.act}")
 
     def block_maxpool(self, x, b, name):
         if self.opt.convention == "torch" and b.stride > 1 and b.kernel // 2:
@@ -277,6 +283,33 @@ class _Graph:
             shortcut = self.bn(shortcut, f"{name}_downsample_bn")
         y = L.Add(name=f"{name}_add")([y, shortcut])
         return L.ReLU(name=f"{name}_relu")(y)
+
+    def block_bottleneck(self, x, b, name):
+        """ResNet V1 (Keras Applications' ``block1``): the stride sits in the first 1x1."""
+        shortcut = x
+        if x.shape[-1] != b.out or b.stride != 1:
+            shortcut = self.conv(x, b.out, 1, b.stride, bias=b.bias, name=f"{name}_downsample_conv")
+            shortcut = self.bn(shortcut, f"{name}_downsample_bn")
+        y = self.conv_bn_act(x, b.mid, 1, b.stride, "relu", f"{name}_conv1", bias=b.bias)
+        y = self.conv_bn_act(y, b.mid, b.kernel, 1, "relu", f"{name}_conv2", bias=b.bias)
+        y = self.bn(self.conv(y, b.out, 1, bias=b.bias, name=f"{name}_conv3_conv"), f"{name}_conv3_bn")
+        y = L.Add(name=f"{name}_add")([y, shortcut])
+        return L.ReLU(name=f"{name}_relu")(y)
+
+    def block_preact_bottleneck(self, x, b, name):
+        """ResNet V2 (Keras Applications' ``block2``): BN-ReLU first, the stride in the 3x3; a
+        projection of the pre-activation where the width changes, else the (subsampled) input."""
+        pre = L.ReLU(name=f"{name}_preact_relu")(self.bn(x, f"{name}_preact_bn"))
+        if x.shape[-1] != b.out:
+            shortcut = self.conv(pre, b.out, 1, b.stride, bias=True, name=f"{name}_downsample_conv")
+        elif b.stride > 1:
+            shortcut = L.MaxPooling2D(1, b.stride, name=f"{name}_downsample_pool")(x)
+        else:
+            shortcut = x
+        y = self.conv_bn_act(pre, b.mid, 1, 1, "relu", f"{name}_conv1")
+        y = self.conv_bn_act(y, b.mid, b.kernel, b.stride, "relu", f"{name}_conv2")
+        y = self.conv(y, b.out, 1, bias=True, name=f"{name}_conv3_conv")
+        return L.Add(name=f"{name}_add")([y, shortcut])
 
     # ---- top -------------------------------------------------------------------
     def top(self, x, top, classes, classifier_activation):

@@ -314,3 +314,40 @@ def vgg16_spec(name=None):
         for i, c in enumerate(stage):
             blocks.append(Block("vgg_conv", c, 3, 2 if i == len(stage) - 1 else 1, bias=True))
     return ModelSpec(name or "vgg16", tuple(blocks), Top("vgg", channels=4096, dropout=0.5))
+
+
+# ---------------------------------------------------------------------- ResNet ----
+# Bottleneck blocks per stage (He et al. 2016, Table 1); stage widths 64..512, outputs 4x.
+RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+RESNET_WIDTHS = (64, 128, 256, 512)
+
+
+def resnet_spec(depth=50, version=1, name=None):
+    """ResNet with bottleneck blocks, as Keras Applications builds it (``ResNet50``, ``ResNet152V2``...).
+
+    V1 (He et al., "Deep Residual Learning", 2016): post-activation blocks, the stride in a
+    stage's first block (in its first 1x1), biases on every conv. V2 ("Identity Mappings",
+    2016): pre-activation blocks, the stride in the 3x3 of a stage's last block (stages 2-4),
+    a BN-free stem and a final BN + ReLU.
+    """
+    if depth not in RESNET_DEPTHS:
+        raise ModelConfigError(f"ResNet depth={depth!r} is not built; use one of {sorted(RESNET_DEPTHS)}.")
+    if version not in (1, 2):
+        raise ModelConfigError(f"ResNet version={version!r} is unknown; use 1 or 2.")
+    if version == 1:
+        blocks = [Block("conv", 64, 7, 2, bias=True), Block("maxpool", 64, 3, 2)]
+    else:
+        blocks = [Block("conv", 64, 7, 2, act=None, bias=True, norm=False), Block("maxpool", 64, 3, 2, act=None)]
+    stages = len(RESNET_WIDTHS)
+    for s, (width, n) in enumerate(zip(RESNET_WIDTHS, RESNET_DEPTHS[depth])):
+        for i in range(n):
+            if version == 1:
+                stride = 2 if i == 0 and s > 0 else 1
+                blocks.append(Block("bottleneck", 4 * width, 3, stride, mid=width, bias=True))
+            else:
+                stride = 2 if i == n - 1 and s < stages - 1 else 1
+                blocks.append(Block("preact_bottleneck", 4 * width, 3, stride, mid=width))
+    if version == 2:
+        blocks.append(Block("norm_act", 4 * RESNET_WIDTHS[-1], act="relu"))
+    suffix = "" if version == 1 else "_v2"
+    return ModelSpec(name or f"resnet{depth}{suffix}", tuple(blocks), Top("pool_fc", dropout=0.0))

@@ -34,7 +34,9 @@ class Block:
 
     kind: ``conv`` (conv-BN-act), ``maxpool``, ``ds`` (depthwise separable), ``ir``
     (inverted residual), ``er`` (fused/edge residual), ``ghost``, ``repghost``,
-    ``shuffle_v1``, ``shuffle_v2``, ``regnet_x``, ``vgg_conv`` (conv with bias + ReLU, no BN).
+    ``shuffle_v1``, ``shuffle_v2``, ``regnet_x``, ``vgg_conv`` (conv with bias + ReLU, no BN),
+    ``bottleneck`` (ResNet V1: 1x1 (strided) -> 3x3 -> 1x1, post-activation),
+    ``preact_bottleneck`` (ResNet V2: BN-ReLU first, stride in the 3x3), ``norm_act`` (BN + act).
     ``mid`` is the expanded (inner) width where the block has one; ``groups`` is the
     group count of a ``conv`` or ``shuffle_v1`` block's grouped convs; ``group_width`` the
     channels per group of the spatial conv of ``ir`` and ``regnet_x`` blocks (0 means
@@ -42,6 +44,9 @@ class Block:
     the reduced width; ``skip`` whether a residual is allowed when shapes match;
     ``head`` marks the final 1x1 conv that widens the features for the classifier
     (MobileNetV2's 1280 conv, ShuffleNet V2's conv5 ...), which feature endpoints skip.
+    ``bias`` puts biases on a ``conv`` / ``vgg_conv`` block's conv and on every conv of a
+    ``bottleneck`` (ResNet V2 always has them on its last 1x1 and its projection only);
+    ``norm`` False drops a ``conv`` block's BatchNorm (ResNet V2's stem).
     """
     kind: str
     out: int
@@ -58,6 +63,7 @@ class Block:
     first_group_dense: bool = False  # ShuffleNet V1: dense first 1x1 of the first unit
     bias: bool = False
     head: bool = False
+    norm: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,6 +91,9 @@ _add("mobilenet_v3_small_100", families.mobilenet_v3_spec, "mobilenetv3_small_10
 _add("regnetx_002", families.regnetx_spec, "regnetx_002", flops="002")
 _add("regnetx_004", families.regnetx_spec, "regnetx_004", flops="004")
 _add("vgg16", families.vgg16_spec, "tv_vgg16")
+for _d, _v in ((50, 1), (50, 2), (152, 2)):
+    _suffix = "" if _v == 1 else "_v2"
+    _add(f"resnet{_d}{_suffix}", families.resnet_spec, f"keras_resnet{_d}{_suffix}", depth=_d, version=_v)
 
 # Published checkpoints each registry model imports (kerasnets.load_weights), with the convention
 # the import builds in (and optionally the only registry tags it exists for); "{tag}" is the

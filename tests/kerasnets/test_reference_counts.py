@@ -3,7 +3,7 @@ from absl.testing import parameterized
 import pytest
 
 import kerasnets
-from kerasnets.backend import tf
+from kerasnets.backend import keras, tf
 from tests.helpers import split_sweep
 
 EXPECTED_NAMES = sorted(
@@ -14,9 +14,12 @@ EXPECTED_NAMES = sorted(
     + [f"ghostnet_{w}" for w in ("050", "100", "130")]
     + [f"repghostnet_{w}" for w in ("050", "058", "080", "100", "111", "130", "150", "200")]
     + [f"efficientnet_edgetpu_{v}" for v in ("s", "m", "l")]
-    + ["mobilenet_v3_large_100", "mobilenet_v3_small_100", "regnetx_002", "regnetx_004", "vgg16"])
+    + ["mobilenet_v3_large_100", "mobilenet_v3_small_100", "regnetx_002", "regnetx_004", "vgg16"]
+    + ["resnet50", "resnet50_v2", "resnet152_v2"])
 
 WITH_REFERENCE = [n for n in EXPECTED_NAMES if not n.startswith("axspine")]
+# No checkpoint import yet: AXSpine (none published) and the ResNets (Keras Applications' .h5 has no key map).
+WITH_CHECKPOINTS = [n for n in WITH_REFERENCE if not n.startswith("resnet")]
 REPGHOST = [n for n in EXPECTED_NAMES if n.startswith("repghostnet")]
 FAST_REFERENCE, SLOW_REFERENCE = split_sweep(WITH_REFERENCE)
 FAST_REPGHOST, SLOW_REPGHOST = split_sweep(REPGHOST)
@@ -35,7 +38,7 @@ class RegistryTest(tf.test.TestCase):
     def test_registry_names_the_checkpoints_each_model_imports(self):
         for name in EXPECTED_NAMES:
             sources = kerasnets.get_model_info(name)["checkpoints"]
-            self.assertEqual(bool(sources), name in WITH_REFERENCE, name)
+            self.assertEqual(bool(sources), name in WITH_CHECKPOINTS, name)
             self.assertTrue(all(convention in ("tf", "torch") for _, convention in sources), name)
         info = kerasnets.get_model_info
         self.assertIn(("timm tf_efficientnet_es", "tf"), info("efficientnet_edgetpu_s")["checkpoints"])
@@ -78,6 +81,23 @@ class ReferenceCountsTest(tf.test.TestCase, parameterized.TestCase):
         folded = kerasnets.deploy(model)
         self.assertEqual(folded.count_params(), info["deploy_reference"]["params_bn_folded_est"])
         self.assertEqual(kerasnets.count_macs(folded), info["reference"]["macs_conv_linear_224"])
+
+    @parameterized.parameters(("resnet50", "ResNet50"), ("resnet50_v2", "ResNet50V2"))
+    def test_resnets_are_keras_applications_layer_for_layer(self, name, application):
+        self._check_keras_application(name, application)
+
+    @pytest.mark.slow
+    def test_resnet152_v2_is_keras_applications_layer_for_layer(self):
+        self._check_keras_application("resnet152_v2", "ResNet152V2")
+
+    def _check_keras_application(self, name, application):
+        # The same weight tensors (shapes, sorted), the same count and the same conv MACs as
+        # Keras Applications' own build, at a non-square size.
+        ours = kerasnets.get_model(name, input_shape=(160, 224, 3), classes=10)
+        ref = getattr(keras.applications, application)(weights=None, input_shape=(160, 224, 3), classes=10)
+        self.assertEqual(sorted(tuple(w.shape) for w in ours.weights), sorted(tuple(w.shape) for w in ref.weights))
+        self.assertEqual(ours.count_params(), ref.count_params())
+        self.assertEqual(kerasnets.count_macs(ours), kerasnets.count_macs(ref))
 
     def test_default_sizes_follow_the_papers(self):
         self.assertEqual(kerasnets.get_model_info("efficientnet_edgetpu_m")["default_input_shape"], (240, 240, 3))
