@@ -11,6 +11,7 @@ or a failure at its first use. A file and its manifest are read as one bundle of
 import collections
 import hashlib
 import json
+import logging
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ import time
 import numpy as np
 
 from ai_edge_litert import schema_py_generated as schema
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from kerasnets import io
 from kerasnets.errors import KerasnetsError, PathError, UsageError, path_error
@@ -37,6 +38,7 @@ class VerificationError(KerasnetsError, AssertionError):
     """A TFLite artifact disagrees with its Keras source beyond the mode's tolerance."""
 
 
+_LOG = logging.getLogger("kerasnets")
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 # Bytes per element of each tensor type; the types not named take 1 byte or less.
 _ITEM_BYTES = {getattr(schema.TensorType, name): n for name, n in (
@@ -125,7 +127,7 @@ _PROBE = """\
 import resource, sys
 content = sys.stdin.buffer.read()
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 try:
     with open("/proc/self/status") as f:
         used = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
@@ -136,7 +138,14 @@ except (OSError, ValueError, StopIteration):
 print("load", flush=True)
 i = Interpreter(model_content=content, num_threads=1)
 print("allocate", flush=True)
-i.allocate_tensors()
+try:
+    i.allocate_tensors()
+except RuntimeError as e:  # XNNPACK refused to prepare: the builtin kernels still run it (make_interpreter)
+    if "XNNPACK" not in str(e) and "delegate" not in str(e).lower():
+        raise
+    i = Interpreter(model_content=content, num_threads=1,
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    i.allocate_tensors()
 print("invoke", flush=True)
 for d in i.get_input_details():
     i.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
@@ -247,12 +256,36 @@ def op_counts(artifact):
     return collections.Counter(_parse(content, "the model"))
 
 
-def load_interpreter(artifact, threads=1, probe=True, check_manifest=True):
-    """A ready LiteRT interpreter for a validated TFLite model (path or bytes; see :func:`read_tflite`)."""
-    content = read_tflite(artifact, probe=probe, check_manifest=check_manifest)
-    interpreter = Interpreter(model_content=content, num_threads=int(threads))
+def _is_delegate_failure(error):
+    return "XNNPACK" in str(error) or "delegate" in str(error).lower()
+
+
+def make_interpreter(content, threads=1):
+    """A LiteRT interpreter with its tensors allocated, for validated model bytes.
+
+    LiteRT applies its XNNPACK delegate by default; on some int8 graphs (e.g. a model trained
+    so little that a layer's range collapses) XNNPACK refuses to prepare. Such a model still
+    runs on LiteRT's builtin kernels, so it is loaded without the default delegate instead,
+    with a warning (timings then describe the builtin kernels).
+    """
+    try:
+        interpreter = Interpreter(model_content=content, num_threads=int(threads))
+        interpreter.allocate_tensors()
+        return interpreter
+    except RuntimeError as e:
+        if not _is_delegate_failure(e):
+            raise
+    _LOG.warning("LiteRT's XNNPACK delegate could not prepare this model; it runs on the builtin kernels "
+                 "(slower) instead.")
+    interpreter = Interpreter(model_content=content, num_threads=int(threads),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     return interpreter
+
+
+def load_interpreter(artifact, threads=1, probe=True, check_manifest=True):
+    """A ready LiteRT interpreter for a validated TFLite model (path or bytes; see :func:`read_tflite`)."""
+    return make_interpreter(read_tflite(artifact, probe=probe, check_manifest=check_manifest), threads)
 
 
 def run_batch(interpreter, images):
@@ -379,8 +412,7 @@ class _Timer:
 
     def __init__(self, artifact, threads):
         self.content = read_tflite(artifact)
-        self.interpreter = Interpreter(model_content=self.content, num_threads=int(threads))
-        self.interpreter.allocate_tensors()
+        self.interpreter = make_interpreter(self.content, threads)
         rng = np.random.default_rng(0)
         for d in self.interpreter.get_input_details():
             self.interpreter.set_tensor(d["index"], _random_input(d, rng))

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import unittest
+import unittest.mock
 
 import numpy as np
 import pytest
@@ -251,6 +252,28 @@ class TrialRunTest(unittest.TestCase):
         self.assertLess(len(message), 200)
         self.assertNotIn("\n", message)
 
+
+    def test_a_model_xnnpack_refuses_runs_on_the_builtin_kernels(self):
+        # XNNPACK may refuse to prepare an int8 graph whose ranges collapsed (a barely trained model);
+        # the model still runs on LiteRT's builtin kernels, which make_interpreter falls back to.
+        content = _contents()["int8"]
+        real = runtime.Interpreter
+        created = []
+
+        def refusing(*args, **kwargs):
+            created.append(kwargs.get("experimental_op_resolver_type"))
+            interpreter = real(*args, **kwargs)
+            if kwargs.get("experimental_op_resolver_type") is None:
+                def fail():
+                    raise RuntimeError("failed to create XNNPACK runtime; Node number 3 (TfLiteXNNPackDelegate) "
+                                       "failed to prepare.")
+                interpreter.allocate_tensors = fail
+            return interpreter
+        with unittest.mock.patch.object(runtime, "Interpreter", refusing), self.assertLogs("kerasnets", "WARNING"):
+            interpreter = runtime.load_interpreter(content, probe=False)
+        self.assertEqual(created, [None, runtime.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES])
+        _run(interpreter, np.random.default_rng(0))
+        self.assertEqual(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).shape, (1, 10))
 
 # The zygote: imports the library once, then for each JSON command on stdin forks a child that
 # runs it, prints "pid N", waits for the child and prints "reaped N STATUS". Children print
