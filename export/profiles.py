@@ -51,13 +51,27 @@ CPU_OPTIONAL_TERMS = ("per_in_byte_s", "per_out_byte_s", "per_param_byte_s", "pe
                       "per_pixel_s")
 CONSTRAINT_KEYS = {"kernel_sizes": int, "strides": int, "pool_sizes": int, "forms": str, "max_channels": int,
                    "modes": str}
+# Retarget rules an NPU profile may list in its ``retarget.rules`` section (applied by export.retarget, in
+# the order listed): rule -> (level, {parameter: type}, profile fields the rule reads). ``function`` rules
+# keep the weights and the outputs (a build option); ``architecture`` rules change the spec.
+RETARGET_LEVELS = ("function", "architecture")
+RETARGET_RULES = {
+    "group_conv_form": ("function", {}, ("support.ops.group_conv.forms",)),
+    "shuffle_form": ("function", {}, ("support.max_nonunit_dims",)),
+    "depthwise_to_group": ("architecture", {"channels_per_group": int, "max_depthwise_ratio": float,
+                                            "require_speedup": bool},
+                           ("compute.efficiency.depthwise", "compute.efficiency.conv",
+                            "compute.efficiency.group_conv_by_channels_per_group")),
+    "align_channels": ("architecture", {"above": int, "require_speedup": bool}, ("compute.channel_alignment",)),
+    "activation_fallback": ("architecture", {"fallbacks": dict}, ("support.activations",)),
+}
 # The fields of every level of a profile whose keys are fixed (not data keyed by precision, kernel or
 # free text such as ``assumptions``): a key outside them is a misspelling, refused with the closest
 # valid one, since a misspelled optional field would otherwise silently disable its rule.
 COMMON_FIELDS = ("name", "kind", "description", "sources", "device_label", "inherits", "assumptions", "fitted_to",
                  "fitted_fields")
 NPU_FIELDS = {
-    "": COMMON_FIELDS + ("compute", "memory", "memory_ops", "support", "segments", "host"),
+    "": COMMON_FIELDS + ("compute", "memory", "memory_ops", "support", "segments", "host", "retarget"),
     "compute": ("peak_macs_per_s", "clock_hz", "channel_alignment", "efficiency", "op_overhead_s",
                 "invoke_overhead_s"),
     "compute.peak_macs_per_s": PRECISIONS,
@@ -70,6 +84,8 @@ NPU_FIELDS = {
     "support.ops": SUPPORT_OPS,
     "segments": ("max_npu_segments", "cpu_round_trip_s"),
     "host": ("profile", "speed_factor"),
+    "retarget": ("rules",),
+    "retarget.rules": tuple(RETARGET_RULES),
 }
 CPU_FIELDS = {
     "": COMMON_FIELDS + ("threads", "measured_on", "invoke_overhead_s", "peak_macs_per_s", "predictors",
@@ -255,13 +271,17 @@ def closest(key, valid):
 
 def _check_known_keys(c, kind):
     """Refuse unknown keys at every fixed-key level of a ``kind`` profile (see :data:`NPU_FIELDS`)."""
-    names = {PRECISIONS: "precision", SUPPORT_OPS: "op kind", MEMORY_OP_KINDS: "memory op kind"}
+    names = {PRECISIONS: "precision", SUPPORT_OPS: "op kind", MEMORY_OP_KINDS: "memory op kind",
+             tuple(RETARGET_RULES): "retarget rule"}
     for field, valid in (NPU_FIELDS if kind == "npu" else CPU_FIELDS).items():
         c.known_keys(field, valid, names.get(valid, "field"))
     if kind == "npu":
         for op, constraints in (c.get("support.ops", required=False) or {}).items():
             if op in SUPPORT_OPS and isinstance(constraints, dict):
                 c.known_keys(f"support.ops.{op}", CONSTRAINT_KEYS, "constraint")
+        for rule, params in (c.get("retarget.rules", required=False) or {}).items():
+            if rule in RETARGET_RULES and isinstance(params, dict):
+                c.known_keys(f"retarget.rules.{rule}", tuple(RETARGET_RULES[rule][1]), "rule parameter")
         return
     terms = ("fixed_s", "per_mac_s", "per_byte_s", "channel_align") + CPU_OPTIONAL_TERMS
     for p, kinds in (c.get("predictors", required=False) or {}).items():
@@ -349,6 +369,7 @@ def validate(data, label="<profile>"):
         c.number("segments.cpu_round_trip_s")
         c.string("host.profile")
         c.number("host.speed_factor", low_open=True)
+        _check_retarget(c)
     else:
         c.integer("threads")
         predictors = c.mapping("predictors")
@@ -385,6 +406,34 @@ def validate(data, label="<profile>"):
                 if k not in kinds:
                     c.fail(f"predictors.{p}.{k}", "is missing (every CPU profile needs conv and add predictors)")
     return data
+
+
+def _check_retarget(c):
+    """The optional ``retarget`` section: rules by name, their parameters' types, and the fields each reads."""
+    if c.get("retarget", required=False) is None:
+        return
+    c.mapping("retarget")
+    rules = c.mapping("retarget.rules")
+    for rule, params in rules.items():
+        field = f"retarget.rules.{rule}"
+        c.mapping(field)
+        for key, want in RETARGET_RULES[rule][1].items():
+            value = params.get(key)
+            if value is None:
+                continue
+            if want is bool and not isinstance(value, bool):
+                c.fail(f"{field}.{key}", f"must be true or false, got {value!r}")
+            elif want is int:
+                c.integer(f"{field}.{key}")
+            elif want is float:
+                c.number(f"{field}.{key}", low_open=True)
+            elif want is dict:
+                if not isinstance(value, dict) or not all(isinstance(v, list) and all(isinstance(a, str) for a in v)
+                                                          for v in value.values()):
+                    c.fail(f"{field}.{key}", "must map each activation to a list of fallback activations")
+        for needed in RETARGET_RULES[rule][2]:
+            if c.get(needed, required=False) is None:
+                c.fail(needed, f"is missing, and retarget rule {rule!r} needs it (or drop the rule)")
 
 
 def _check_residuals(c, field, table):

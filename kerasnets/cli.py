@@ -54,7 +54,8 @@ SHARED_FLAGS = {
     "policy": ("string", None, "Partition policy: max_npu, float_head or min_latency (export.placement.POLICIES). "
                "Unset: max_npu (the Edge TPU compiler's placement) in kerasnets-estimate and -partition; float_head "
                "in kerasnets-run.", {}, ()),
-    "out": ("string", None, "Output folder (kerasnets-export: a FILE.tflite names the artifact itself).", {},
+    "out": ("string", None, "Output folder (kerasnets-export: a FILE.tflite names the artifact itself; "
+            "kerasnets-retarget: the SPEC.json file to write).", {},
             ("output_dir",)),
     "threads": ("integer", 1, "LiteRT CPU threads.", {"lower_bound": 1}, ()),
     "runs": ("integer", 100, "Timed invokes per model (after the warm-up).", {"lower_bound": 1}, ()),

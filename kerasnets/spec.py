@@ -132,3 +132,193 @@ class ModelSpec:
             if stage >= 1 and not head:
                 ends[stage - 1] = index
         return ends
+
+
+# ------------------------------------------------------------------ spec files ----
+
+SPEC_FORMAT = "kerasnets.spec"
+SPEC_VERSION = 1
+_FILE_FIELDS = ("format", "version", "name", "default_size", "blocks", "top", "build_options")
+_BLOCK_KINDS = ("conv", "maxpool", "ds", "ir", "er", "ghost", "repghost", "shuffle_v1", "shuffle_v2", "regnet_x",
+                "vgg_conv", "bottleneck", "preact_bottleneck", "norm_act")
+_ACTIVATIONS = (None, "relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid")
+
+
+def _closest(key, valid):
+    import difflib
+    match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
+    return f"did you mean {match[0]!r}?" if match else f"valid fields are {', '.join(valid)}"
+
+
+def _field_types(cls):
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _plain_fields(obj, keep=()):
+    """The fields of dataclass ``obj`` that differ from their defaults (plus ``keep``), JSON-ready."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in keep or f.default is dataclasses.MISSING or value != f.default:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def spec_to_dict(spec, build_options=None):
+    """``spec`` (and optional build options: a BuildOptions or a dict) as the JSON object :func:`save_spec` writes."""
+    data = {"format": SPEC_FORMAT, "version": SPEC_VERSION, "name": spec.name,
+            "default_size": list(spec.default_size),
+            "blocks": [_plain_fields(b, keep=("kind", "out")) for b in spec.blocks],
+            "top": _plain_fields(spec.top)}
+    if build_options is not None:
+        from kerasnets.builder import BuildOptions
+        options = dict(build_options if isinstance(build_options, dict) else dataclasses.asdict(build_options))
+        if options.get("bn_epsilon") == BuildOptions(convention=options.get("convention", "tf")).bn_epsilon:
+            options.pop("bn_epsilon")  # the convention's own, so a convention override keeps its epsilon
+        data["build_options"] = options
+    return data
+
+
+def save_spec(spec, path, build_options=None):
+    """Write ``spec`` (a :class:`ModelSpec`) to ``path`` as versioned JSON, atomically; returns ``path``.
+
+    ``build_options`` (a :class:`kerasnets.builder.BuildOptions` or a dict of its fields) are
+    stored beside the spec, so ``get_model(spec=path)`` builds the same graph.
+    """
+    import json
+
+    from kerasnets.errors import UsageError
+    from kerasnets.io import atomic_write
+    if not isinstance(spec, ModelSpec):
+        raise UsageError(f"save_spec needs a ModelSpec, got {type(spec).__name__}; pass a spec such as a "
+                         "retarget result's .spec.")
+    atomic_write(path, json.dumps(spec_to_dict(spec, build_options), indent=1) + "\n")
+    return path
+
+
+def _check_value(where, key, value, field):
+    """Refuse (ModelConfigError) a spec field of the wrong type or range."""
+    if field.type in (int, "int"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key in (
+            "mid", "group_width", "se_channels", "channels") else 1)
+    elif field.type in (float, "float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    elif field.type in (bool, "bool"):
+        ok = isinstance(value, bool)
+    elif key in ("act", "se_gate"):
+        ok = value in _ACTIVATIONS
+    elif key == "kind":
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        want = {"act": f"one of {list(_ACTIVATIONS)}", "se_gate": f"one of {list(_ACTIVATIONS)}"}.get(
+            key, f"a {getattr(field.type, '__name__', field.type)}" + (" >= 0" if field.type in (int, float) else ""))
+        raise ModelConfigError(f"{where}: field {key!r} = {value!r} must be {want}; fix the spec file.")
+
+
+def _dataclass_from(cls, data, where, required):
+    fields = _field_types(cls)
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{where} must be a JSON object of fields, not {type(data).__name__}; fix the spec "
+                               "file.")
+    for key in data:
+        if key not in fields:
+            raise ModelConfigError(f"{where} has unknown field {key!r} ({_closest(key, fields)}); fix the spec file.")
+    for key in required:
+        if key not in data:
+            raise ModelConfigError(f"{where} lacks field {key!r}; add it to the spec file.")
+    for key, value in data.items():
+        _check_value(where, key, value, fields[key])
+    return cls(**data)
+
+
+def spec_from_dict(data, label="<spec>"):
+    """(ModelSpec, build options dict) from the JSON object of a spec file; ModelConfigError names a bad field."""
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"spec {label} must be a JSON object, not {type(data).__name__}; pass a file "
+                               "written by kerasnets.spec.save_spec.")
+    for key in data:
+        if key not in _FILE_FIELDS:
+            raise ModelConfigError(f"spec {label} has unknown field {key!r} ({_closest(key, _FILE_FIELDS)}); fix "
+                                   "the spec file.")
+    if data.get("format") != SPEC_FORMAT:
+        raise ModelConfigError(f"spec {label}: field 'format' is {data.get('format')!r}, not {SPEC_FORMAT!r}; pass "
+                               "a file written by kerasnets.spec.save_spec.")
+    if data.get("version") != SPEC_VERSION:
+        raise ModelConfigError(f"spec {label}: version {data.get('version')!r} is not supported (this kerasnets "
+                               f"reads version {SPEC_VERSION}); re-save the spec with this kerasnets.")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or not all(c.isalnum() or c in "_-." for c in name):
+        raise ModelConfigError(f"spec {label}: field 'name' = {name!r} must be a non-empty model name (letters, "
+                               "digits, '_', '-', '.'); fix the spec file.")
+    size = data.get("default_size", [224, 224])
+    if not isinstance(size, list) or len(size) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
+        raise ModelConfigError(f"spec {label}: field 'default_size' = {size!r} must be [height, width] of positive "
+                               "integers; fix the spec file.")
+    blocks = data.get("blocks")
+    if not isinstance(blocks, list) or not blocks:
+        raise ModelConfigError(f"spec {label}: field 'blocks' must be a non-empty list of block objects; fix the "
+                               "spec file.")
+    parsed = []
+    for i, b in enumerate(blocks):
+        block = _dataclass_from(Block, b, f"spec {label} block {i}", ("kind", "out"))
+        if block.kind not in _BLOCK_KINDS:
+            raise ModelConfigError(f"spec {label} block {i}: kind {block.kind!r} is unknown "
+                                   f"({_closest(block.kind, _BLOCK_KINDS)}); fix the spec file.")
+        parsed.append(block)
+    top = _dataclass_from(Top, data.get("top", {}), f"spec {label} top", ())
+    options = data.get("build_options") or {}
+    if not isinstance(options, dict):
+        raise ModelConfigError(f"spec {label}: field 'build_options' must be a JSON object; fix the spec file.")
+    from kerasnets.builder import BuildOptions
+    valid = tuple(f.name for f in dataclasses.fields(BuildOptions))
+    for key in options:
+        if key not in valid:
+            raise ModelConfigError(f"spec {label}: build option {key!r} is unknown ({_closest(key, valid)}); fix "
+                                   "the spec file.")
+    BuildOptions(**options)  # its own checks of each value
+    spec = ModelSpec(name, tuple(parsed), top, tuple(size))
+    spec.block_stages()  # strides give a power-of-two total stride
+    return spec, dict(options)
+
+
+def check_spec(spec, build_options=None):
+    """Build ``spec`` once at its smallest input (symbolic, nothing run): the builder's own checks refuse
+    impossible channel counts (groups that do not divide, a shuffle of an odd split...) as ModelConfigError."""
+    from kerasnets.backend import keras
+    from kerasnets.builder import BuildOptions, build_model
+    options = build_options if isinstance(build_options, BuildOptions) else BuildOptions(**(build_options or {}))
+    size = (spec.total_stride,) * 2
+    try:
+        build_model(spec, keras.Input(size + (3,)), include_top=True, classes=1, options=options)
+    except ModelConfigError as e:
+        raise ModelConfigError(f"spec {spec.name!r} cannot be built: {str(e).rstrip('.')}.") from None
+    return spec
+
+
+def load_spec(path, check=True):
+    """(ModelSpec, build options dict) read from a JSON file written by :func:`save_spec`.
+
+    Unknown fields are refused naming the closest valid one; with ``check`` (default) the spec
+    is built once symbolically so the builder refuses impossible channel counts.
+    """
+    import json
+
+    from kerasnets.errors import path_error
+    label = repr(str(path))
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ModelConfigError(f"spec {label} is not valid JSON ({e.msg} at line {e.lineno}); fix the file.") from None
+    except UnicodeDecodeError:
+        raise ModelConfigError(f"spec {label} is not a text file, so not a spec JSON; pass a file written by "
+                               "kerasnets.spec.save_spec.") from None
+    except OSError as e:
+        raise path_error(path, e, "read") from None
+    spec, options = spec_from_dict(data, label)
+    if check:
+        check_spec(spec, options)
+    return spec, options

@@ -307,9 +307,51 @@ def _check_arguments(classes, include_top, pooling, weights, classifier_activati
                                "such as 'softmax', or a callable.")
 
 
-def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, pooling=None, weights=None,
+def get_spec(name, **tunable_overrides):
+    """The :class:`kerasnets.spec.ModelSpec` of registry model ``name`` with the family's tunable overrides
+    (as ``get_model`` would build it), e.g. to transform it or save it (:func:`kerasnets.spec.save_spec`)."""
+    entry = _entry(name)
+    bad = [k for k in tunable_overrides if k not in entry.tunable]
+    if bad:
+        close = difflib.get_close_matches(str(bad[0]), entry.tunable, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ModelConfigError(f"option {bad[0]!r} does not change the spec of {name}{hint}; its spec options are "
+                               f"{list(entry.tunable)}.")
+    _check_overrides(name, entry, tunable_overrides)
+    return entry.spec(**tunable_overrides)
+
+
+def _spec_argument(spec, name, overrides):
+    """(ModelSpec, build options of the file) for ``get_model(spec=...)``: a ModelSpec or a spec JSON path."""
+    from kerasnets.spec import ModelSpec, check_spec, load_spec
+    if name is not None:
+        raise ModelConfigError(f"get_model got both a model name {name!r} and spec=...; pass one of them.")
+    if isinstance(spec, ModelSpec):
+        file_options = {}
+        check_spec(spec)
+    elif isinstance(spec, (str, os.PathLike)):
+        if not os.path.isfile(spec):
+            raise ModelConfigError(f"spec={str(spec)!r} is not a file; pass a spec JSON written by "
+                                   "kerasnets.spec.save_spec, or a ModelSpec.")
+        spec, file_options = load_spec(spec)
+    else:
+        raise ModelConfigError(f"spec={spec!r} is a {type(spec).__name__}; pass a ModelSpec or the path of a spec "
+                               "JSON written by kerasnets.spec.save_spec.")
+    for key in overrides:
+        if key not in BUILD_OPTIONS:
+            close = difflib.get_close_matches(str(key), BUILD_OPTIONS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelConfigError(f"option {key!r} is not valid with spec=...{hint}; a spec takes only the build "
+                                   f"options {list(BUILD_OPTIONS)} (change the spec itself for the rest).")
+        problem = OVERRIDE_CHECKS[key](key, overrides[key]) if key in OVERRIDE_CHECKS else None
+        if problem:
+            raise ModelConfigError(f"{key}={overrides[key]!r} for {spec.name} {problem}.")
+    return spec, file_options
+
+
+def get_model(name=None, input_shape=None, classes=1000, include_top=_DEFAULT, pooling=None, weights=None,
               input_tensor=None, classifier_activation="softmax", features_only=False,
-              out_indices=(1, 2, 3, 4), **overrides):
+              out_indices=(1, 2, 3, 4), spec=None, **overrides):
     """Build registry model ``name`` as a functional ``tf_keras.Model``.
 
     Args:
@@ -337,10 +379,23 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
         family's tunable arguments (e.g. ``groups`` for ShuffleNet V1,
         ``channels_per_group`` and ``alignment`` for AXSpine, ``width`` for
         GhostNet/RepGhostNet). A model built with tunable overrides is named for them.
+      spec: instead of ``name``, a :class:`kerasnets.spec.ModelSpec` or the path of a spec
+        JSON (:func:`kerasnets.spec.save_spec`, e.g. ``kerasnets-retarget --out``); the build
+        options stored in the file apply unless ``overrides`` name others. Only build options
+        are taken as overrides, and checkpoint imports need a registry name.
     """
-    entry = _entry(name)
-    _check_overrides(name, entry, overrides)
-    options = {k: overrides.pop(k) for k in list(overrides) if k in BUILD_OPTIONS}
+    if spec is not None:
+        spec, file_options = _spec_argument(spec, name, overrides)
+        name = spec.name
+        options = {**file_options, **overrides}
+        overrides = {}
+    else:
+        if name is None:
+            raise ModelConfigError("get_model needs a model name (see kerasnets.list_models()) or spec=...; pass "
+                                   "one.")
+        entry = _entry(name)
+        _check_overrides(name, entry, overrides)
+        options = {k: overrides.pop(k) for k in list(overrides) if k in BUILD_OPTIONS}
     _check_arguments(classes, include_top, pooling, weights, classifier_activation, features_only)
     if pooling not in (None, "avg", "max"):
         raise ModelConfigError(f"pooling={pooling!r} is unknown; use None, 'avg' or 'max'.")
@@ -356,9 +411,16 @@ def get_model(name, input_shape=None, classes=1000, include_top=_DEFAULT, poolin
         include_top = True
     if include_top and classes < 1:
         raise ModelConfigError(f"classes={classes!r} must be a positive integer.")
-    spec = entry.spec(**overrides)
+    from_registry = spec is None
+    if from_registry:
+        spec = entry.spec(**overrides)
     if weights is not None:
-        if checkpoints.is_checkpoint(weights):  # built in the checkpoint's convention, then imported
+        if checkpoints.is_checkpoint(weights):
+            if not from_registry:
+                raise ModelConfigError(f"weights={weights!r} is a checkpoint to import, which needs a registry name, "
+                                       "not spec=...; import it with get_model(name, weights=...) and copy the "
+                                       "weights, or pass Keras-saved weights.")
+            # built in the checkpoint's convention, then imported
             return checkpoints.model_with_weights(
                 get_model, name, weights, spec, {**options, **overrides}, input_shape=input_shape,
                 classes=classes, include_top=include_top, pooling=pooling, input_tensor=input_tensor,

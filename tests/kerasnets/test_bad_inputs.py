@@ -43,7 +43,7 @@ def _text_file(suffix=".h5"):
 CASES = [
     # the name
     ("name_int", lambda: kerasnets.get_model(5), ("5", "not a string")),
-    ("name_none", lambda: kerasnets.get_model(None), ("None",)),
+    ("name_none", lambda: kerasnets.get_model(None), ("model name", "spec=")),
     ("name_list", lambda: kerasnets.get_model(["mobilenet_v2_100"]), ("['mobilenet_v2_100']",)),
     ("name_unknown", lambda: kerasnets.get_model("mobilenet_v2_10"), ("'mobilenet_v2_10'", "mobilenet_v2_100")),
     ("name_empty", lambda: kerasnets.get_model(""), ("''",)),
