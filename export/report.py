@@ -96,6 +96,23 @@ def _pct(x):
     return f"{100 * x:.2f}"
 
 
+def _forms_lines(forms):
+    """The "Group-conv forms" section: which form training, quantization and export used, and why."""
+    if not forms:
+        return []  # runs made before the forms were recorded
+    if not forms.get("grouped_convs"):
+        return ["Group-conv form: the model has no grouped convolution, so the form does not matter.", ""]
+    lines = ["## Group-conv forms", "",
+             f"{forms['grouped_convs']} grouped convolutions; "
+             f"{forms.get('weights', 'the same weights in every form')}.",
+             "", "| stage | form | why |", "|---|---|---|"]
+    for stage, label in (("training", "float training"), ("quantization", "int8 (QAT / PTQ)"),
+                         ("export", f"export ({forms.get('export', {}).get('profile', 'target')})")):
+        f = forms.get(stage) or {}
+        lines.append(f"| {label} | {f.get('group_conv') or '-'} | {f.get('reason', '-')} |")
+    return lines + [""]
+
+
 def render_markdown(summary):
     """``report.md`` text from a summary dict."""
     s, acc, bench = summary, summary["accuracy"], summary["host_benchmark"]
@@ -104,8 +121,9 @@ def render_markdown(summary):
              f"Input {s['input_size'][0]}x{s['input_size'][1]}, {s['train_images']} training images, "
              f"{s['test_images']} test images; float {c['epochs']} epoch(s), int8 by "
              f"{s['quantization'].upper()}" + (f" ({c['qat_epochs']} epoch(s))" if s["quantization"] == "qat" else "")
-             + f", calibration {c['calibration_count']} real training images.", "",
-             "## Artifacts: accuracy and host latency (measured)", "",
+             + f", calibration {c['calibration_count']} real training images.", ""]
+    lines += _forms_lines(s.get("forms"))
+    lines += ["## Artifacts: accuracy and host latency (measured)", "",
              f"Top-1 over the whole test split in LiteRT; latency = median (p90) of {bench['threads']}-thread "
              f"invokes on this host ({bench['cpu']}), float32 and int8 interleaved in one run.", "",
              "| artifact | top-1 % | median ms | p90 ms | size KiB |", "|---|---|---|---|---|"]
@@ -128,10 +146,14 @@ def render_markdown(summary):
     lines += ["", "## Estimated latency per hardware profile", "",
               "From `export.cost` (the profiles in `export/profiles/`); the whole model, `max_npu` placement.", "",
               "| profile | precision | latency ms | fps | MAC utilization | ops on NPU / CPU |", "|---|---|---|---|---|---|"]
+    estimated_forms = sorted({f"{k}: {e['group_conv']}" for k, e in s["estimate"].items() if e.get("group_conv")})
     for key, e in sorted(s["estimate"].items()):
         util = f"{100 * e['mac_utilization']:.1f}%" if e.get("mac_utilization") is not None else "-"
         ops = f"{e['npu_ops']} / {e['cpu_ops']}" if e.get("npu_ops") is not None else "-"
         lines.append(f"| {key} | {e['precision']} | {e['latency_ms']:.3f} | {e['fps']:.1f} | {util} | {ops} |")
+    if estimated_forms:
+        lines += ["", "Each profile is estimated with its grouped convolutions in the form it takes: "
+                  + ", ".join(estimated_forms) + "."]
     host = {k: v for k, v in s["estimate"].items() if v["profile"] == "host_cpu"}
     if host:
         lines += ["", "Host CPU estimate against the measurement above: " + ", ".join(

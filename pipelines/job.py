@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 import kerasnets
+from kerasnets import forms as kn_forms
 from export import cost, partition, profiles, report, runtime, tflite
 from kerasnets.host import cpu_name
 from kerasnets.io import atomic_write, plain
@@ -167,12 +168,39 @@ class _Run:
             return x, va.labels
         return self.cached("test_images", make)
 
+    # Forms ------------------------------------------------------------------
+    def forms(self):
+        """The group-conv forms (:func:`pipelines.train.choose_forms`): training on this device, export for
+        ``partition_profile``. Training itself records the form it used (steps/train_float.json)."""
+        def make():
+            model = self._cache.pop("checked_model", None)
+            if model is None:
+                tr, _ = self.splits()
+                model = train.check_model(self.config.train_config(), tr.num_classes)
+            return train.choose_forms(len(kn_forms.grouped_convs(model)), self.config.overrides,
+                                      profile=profiles.load_profile(self.config.partition_profile))
+        return self.cached("forms", make)
+
+    def export_form(self):
+        """The group-conv form of every exported artifact (None: the model has no grouped convolution)."""
+        return self.forms()["export"]["group_conv"]
+
+    def in_export_form(self, model):
+        """``model`` (float, any form) carried into the export form, same weights."""
+        form = self.export_form()
+        return kn_forms.to_form(model, form) if form else model
+
+    def build_model(self):
+        """A fresh float model (random, or ``weights``) in the export form."""
+        tr, _ = self.splits()
+        return self.in_export_form(train.default_model_fn(self.config.train_config(), tr.num_classes)())
+
     # Models -----------------------------------------------------------------
     def float_model(self):
+        """The trained float model, in the export form (the weights file loads into either form)."""
         def make():
-            tr, _ = self.splits()
-            model = train.default_model_fn(self.config.train_config(), tr.num_classes)()
-            model.load_weights(self.path("float", "final.weights.h5"))
+            model = self.build_model()
+            kn_forms.load_weights(model, self.path("float", "final.weights.h5"))  # saved in the training form
             return model
         return self.cached("float_model", make)
 
@@ -192,9 +220,7 @@ class _Run:
         def make():
             if self.config.quantization == "ptq":
                 return self.float_model()
-            tr, _ = self.splits()
-            model = train.default_model_fn(self.config.train_config(), tr.num_classes)()
-            return qat.float_weights_from_qat(self.qat_model(), model)
+            return qat.float_weights_from_qat(self.qat_model(), self.build_model())
         return self.cached("partition_source", make)
 
     def partition_model(self):
@@ -285,7 +311,8 @@ def prepare(config, out_dir, restart=False, log=print, calibration_exact=False):
     if calibration_exact and config.calibration_count > len(tr):
         raise ConfigError(f"calibration_count={config.calibration_count} (--calibration_count) is more than the "
                           f"{len(tr)} training images; pass at most {len(tr)}, or more training images.")
-    train.check_model(config.train_config(), tr.num_classes)  # bad overrides, sizes beyond memory
+    run._cache["checked_model"] = train.check_model(config.train_config(), tr.num_classes)  # bad overrides, memory
+    run.forms()
     run.resumed = resumed
     return run
 
@@ -294,24 +321,43 @@ def prepare(config, out_dir, restart=False, log=print, calibration_exact=False):
 
 def _train_float(run):
     tr, va = run.splits()
+    # fit trains in the form that is fast here (train.choose_forms); the float model is carried to the export form.
     result = train.fit(run.config.train_config(), tr, va, run.path("float"), resume=True)
-    run._cache["float_model"] = result.model
+    run._cache["float_model"] = run.in_export_form(result.model)
     return {"metrics": result.metrics, "weights": "float/final.weights.h5", "train_images": len(tr),
-            "test_images": len(va), "classes": list(tr.class_names)}
+            "test_images": len(va), "classes": list(tr.class_names), "forms": result.forms["training"]}
 
 
 def _quantize(run):
     c = run.config
     if c.quantization == "ptq":
-        return {"method": "ptq", "calibration_images": len(run.calibration())}
+        return {"method": "ptq", "calibration_images": len(run.calibration()), "forms": _quantize_form(run)}
     tr, va = run.splits()
     stage = dataclasses.replace(c.train_config(), epochs=c.qat_epochs, learning_rate=c.learning_rate / 10,
                                 warmup_epochs=0.0)
-    float_model = run.float_model()
+    float_model = run.float_model()  # in the export form: QAT tunes the model that is exported
+    form = _quantize_form(run)
+    if form["group_conv"]:
+        run.log(f"  QAT in the {form['group_conv']} group-conv form: {form['reason']}")
     result = train.fit(stage, tr, va, run.path("qat"), resume=True, model_fn=lambda: qat.quantize_model(float_model))
     run._cache["qat_model"] = result.model
     return {"method": "qat", "metrics": result.metrics, "weights": "qat/final.weights.h5",
-            "learning_rate": stage.learning_rate}
+            "learning_rate": stage.learning_rate, "forms": form}
+
+
+def _quantize_form(run):
+    """The group-conv form the int8 model is made in (the export form), and why."""
+    export = run.forms()["export"]
+    if export["group_conv"] is None:
+        return dict(export)
+    if run.config.quantization == "ptq":
+        return {"group_conv": export["group_conv"], "reason": "PTQ converts the trained float model carried "
+                "into the export form"}
+    reason = ("QAT fine-tunes the model that is exported, and its fake-quant points depend on the form, so it "
+              "runs in the export form")
+    if export["group_conv"] == "native" and not train.gpu_visible():
+        reason += f" (on this CPU the native form trains {train.NATIVE_CPU_SLOWDOWN} slower than split)"
+    return {"group_conv": export["group_conv"], "reason": reason}
 
 
 def _export(run):
@@ -406,10 +452,16 @@ def _benchmark(run):
 
 
 def _estimate(run):
-    model = kerasnets.deploy(run.float_model())
+    deployed = kerasnets.deploy(run.float_model())
+    by_form = {}
     out = {}
     for name in profiles.list_profiles():
         profile = profiles.load_profile(name)
+        # Each profile is estimated with its grouped convs in the form it takes (the one its export would use).
+        form = train.choose_forms(run.forms()["grouped_convs"], profile=profile)["export"]["group_conv"]
+        if form not in by_form:
+            by_form[form] = kn_forms.to_form(deployed, form) if form else deployed
+        model = by_form[form]
         precisions = ("int8", "float32") if not profile.is_npu else (profile.default_precision(),)
         for precision in precisions:
             res = cost.estimate(model, profile, precision=precision)
@@ -417,7 +469,7 @@ def _estimate(run):
             key = name if len(precisions) == 1 else f"{name}_{precision}"
             out[key] = {"profile": name, "precision": precision, "latency_ms": t["latency_ms"], "fps": t["fps"],
                         "mac_utilization": t["mac_utilization"], "macs": t["macs"],
-                        "npu_ops": t.get("npu_ops"), "cpu_ops": t.get("cpu_ops")}
+                        "npu_ops": t.get("npu_ops"), "cpu_ops": t.get("cpu_ops"), "group_conv": form}
             if not profile.is_npu:
                 out[key]["fitted_on"] = profile.data.get("measured_on", {}).get("processor")
             if name == run.config.partition_profile:
@@ -455,9 +507,21 @@ def build_summary(run):
         "artifacts": {"float32": steps["export"]["float32"]["file"], "int8": steps["export"]["int8"]["file"],
                       "partitioned": [f["file"] for f in part["files"]]},
         "training": {"float": steps["train_float"]["metrics"], "quantize": steps["quantize"]},
+        "forms": _forms_summary(run, steps),
         "plots": {"accuracy_latency": "plots/accuracy_latency.png", "layer_cost": "plots/layer_cost.png"},
         "seconds": {s: steps[s].get("_seconds") for s in STEPS[:-1]},
     }
+
+
+def _forms_summary(run, steps):
+    """Which group-conv form each stage used, and why (training as recorded by the training step)."""
+    forms = run.forms()
+    training = steps["train_float"].get("forms") or dict(forms["training"], note="not recorded by the training "
+                                                                                 "step (an older run)")
+    quantize = steps["quantize"].get("forms") or _quantize_form(run)
+    return {"grouped_convs": forms["grouped_convs"], "training": training, "quantization": quantize,
+            "export": dict(forms["export"], profile=run.config.partition_profile),
+            "weights": "the same weights in every form (kerasnets.forms.to_form carries them)"}
 
 
 _FUNCTIONS = {"train_float": _train_float, "quantize": _quantize, "export": _export, "partition": _partition,

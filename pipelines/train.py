@@ -21,6 +21,8 @@ import time
 import numpy as np
 
 import kerasnets
+from kerasnets import forms as kn_forms
+from kerasnets import layers as kn_layers
 from kerasnets.backend import keras, tf
 from kerasnets.errors import path_error
 from kerasnets.io import write_json
@@ -288,6 +290,7 @@ class TrainResult:
     metrics: dict
     output_dir: str
     resumed_from: int = 0
+    forms: dict = None     # the group-conv form trained in, and why (see choose_forms); None with a custom model_fn
 
 
 def outputs_probabilities(model):
@@ -299,15 +302,88 @@ def outputs_probabilities(model):
     return getattr(act, "__name__", "") == "softmax"
 
 
+# Measured here (AXSpine-Small, 32x32): native-form training steps on the CPU, against split: 7.3x at batch 32,
+# ~28x at batch 128.
+NATIVE_CPU_SLOWDOWN = "several times (up to ~28x)"
+
+
+def gpu_visible():
+    """Whether TensorFlow sees a GPU (the training device then runs the native grouped Conv2D fast)."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _profile_name_and_entry(profile):
+    """(name, support.ops.group_conv entry or None, whether the profile lists supported ops) of a profile
+    (an :class:`export.profiles.Profile` or its dict)."""
+    data = getattr(profile, "data", profile)
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile={profile!r} is neither a hardware profile nor its dict; pass "
+                          "export.profiles.load_profile(name).")
+    ops = (data.get("support") or {}).get("ops")
+    return data.get("name", "the profile"), (ops or {}).get("group_conv"), isinstance(ops, dict)
+
+
+def choose_forms(grouped_convs, overrides=None, gpu=None, profile=None):
+    """The group-conv forms a run uses, and why: train in the form that is fast on the training device, export
+    in the form the target profile takes (the two hold the same weights: :mod:`kerasnets.forms`).
+
+    Args:
+      grouped_convs: how many grouped (not depthwise) convolutions the model has (0: forms do not matter).
+      overrides: the get_model overrides; a ``group_conv`` there wins for training (reported as the user's).
+      gpu: whether training runs on a GPU (None: ask TensorFlow).
+      profile: the export target (an ``export.profiles`` profile or its dict); None: no export form.
+
+    Returns ``{"grouped_convs": n, "training": {"group_conv", "reason", "override"}, "export": {"group_conv",
+    "reason"} or None}``; ``group_conv`` is None when the model has no grouped convolution.
+    """
+    n = checks.integer("grouped_convs", grouped_convs, 0)
+    overrides = overrides or {}
+    gpu = gpu_visible() if gpu is None else checks.boolean("gpu", gpu)
+    asked = overrides.get("group_conv")
+    if n == 0:
+        none = "the model has no grouped convolution, so the group-conv form does not matter"
+        training = {"group_conv": None, "reason": none, "override": asked is not None}
+        export = None if profile is None else {"group_conv": None, "reason": none}
+        return {"grouped_convs": 0, "training": training, "export": export}
+    if asked is not None:
+        reason = f"user override (overrides group_conv={asked!r})"
+        if asked == "native" and not gpu:
+            reason += f"; on this CPU the native form trains {NATIVE_CPU_SLOWDOWN} slower than split"
+        training = {"group_conv": asked, "reason": reason, "override": True}
+    elif gpu:
+        training = {"group_conv": "native", "reason": "a GPU is visible, where one grouped Conv2D trains fast",
+                    "override": False}
+    else:
+        training = {"group_conv": "split", "reason": f"no GPU: on the CPU the native grouped Conv2D trains "
+                    f"{NATIVE_CPU_SLOWDOWN} slower than the split form (same weights)", "override": False}
+    export = None
+    if profile is not None:
+        name, entry, lists_ops = _profile_name_and_entry(profile)
+        forms = list((entry or {}).get("forms") or [])
+        if not lists_ops:
+            export = {"group_conv": "native", "reason": f"{name} is a CPU target, where the native grouped "
+                      "CONV_2D is one op"}
+        elif entry is None:
+            export = {"group_conv": "native", "reason": f"{name} runs no grouped convolution, so they stay on the "
+                      "host CPU, where the native form is one CONV_2D"}
+        elif not forms or "native" in forms:
+            export = {"group_conv": "native", "reason": f"{name} takes the native grouped CONV_2D"
+                      + (f" (forms {forms})" if forms else "")}
+        else:
+            export = {"group_conv": forms[0], "reason": f"{name} takes only the {forms[0]} form ({forms})"}
+    return {"grouped_convs": n, "training": training, "export": export}
+
+
 def _warn_slow_grouped_conv(model):
     """TensorFlow's CPU gradient of Conv2D(groups>1) is very slow (AXSpine-Small, 32x32, batch 128:
     14 s a step against 0.5 s for the split form, measured here); say so once, with the fix."""
     native = [l.name for l in model.layers if isinstance(getattr(l, "layer", l), keras.layers.Conv2D)
+              and not isinstance(getattr(l, "layer", l), kn_layers.GroupConv2D)
               and getattr(getattr(l, "layer", l), "groups", 1) > 1]
-    if native and not tf.config.list_physical_devices("GPU"):
-        print(f"note: {len(native)} grouped Conv2D layers (e.g. {native[0]}) train slowly on the CPU; build the "
-              "model with group_conv='split' (overrides {\"group_conv\": \"split\"}): same weights, ~28x faster "
-              "steps here.", flush=True)
+    if native and not gpu_visible():
+        print(f"note: {len(native)} grouped Conv2D layers (e.g. {native[0]}) are in the native form, which trains "
+              f"{NATIVE_CPU_SLOWDOWN} slower on the CPU than the split form (group_conv='split': same weights; "
+              "kerasnets-train and kerasnets-run pick it on a CPU unless overrides set group_conv).", flush=True)
 
 
 def checkpoint_normalization(model, weights, overrides=None):
@@ -374,11 +450,12 @@ def load_weights_file(model, path, name="float_weights"):
 
     Refuses in one sentence naming ``name`` and the file, before anything else runs: a missing
     path, a folder, a file that is not HDF5, and weights of another model (another family,
-    width or class count; the first mismatching variable is named). Returns ``model``.
+    width or class count; the first mismatching variable is named). A file saved from the other
+    group-conv form (native / split) loads too (:func:`kerasnets.forms.load_weights`). Returns ``model``.
     """
     path = check_weights_file(path, name)
     try:
-        model.load_weights(path)
+        kn_forms.load_weights(model, path)  # a file of either group-conv form (train split, load native)
     except (ValueError, OSError, KeyError, TypeError, IndexError, AttributeError, tf.errors.OpError) as e:
         found = _SHAPE_MISMATCH.search(str(e))
         if found:
@@ -424,6 +501,11 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
       resume: continue from the last epoch checkpoint in ``output_dir`` (checked to belong
         to this model); without it an existing checkpoint is an error.
       initial_weights_from: a Keras model whose weights are copied in before training.
+
+    With the default ``model_fn``, a model with grouped convolutions trains in the form that is fast on the
+    training device (:func:`choose_forms`: split on a CPU, native on a GPU, ``overrides["group_conv"]`` when
+    given); the weights are the same in both forms (``final.weights.h5`` loads into either). The choice is in
+    ``TrainResult.forms`` and ``metrics["group_conv_form"]`` / ``metrics["group_conv_reason"]``.
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config is a {type(config).__name__}, not a TrainConfig; "
@@ -447,18 +529,25 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
     if state is not None and not resume:
         raise CheckpointError(f"{output_dir} already holds a run at epoch {state.get('epoch')}; pass resume=True "
                               "(--resume) to continue it, or use a fresh output_dir.")
+    choose_form = model_fn is None
     model_fn = model_fn or default_model_fn(config, num_classes)
     steps_per_epoch = int(math.ceil(len(train_split) / config.batch_size))
     tf.random.set_seed(config.seed)
     np.random.seed(config.seed)
 
+    form_choice = None
     with strategy.scope():
         model = model_fn()
+        if choose_form:
+            form_choice = choose_forms(len(kn_forms.grouped_convs(model)), config.overrides)
+            if form_choice["training"]["group_conv"] is not None:
+                model = kn_forms.to_form(model, form_choice["training"]["group_conv"])
         if int(model.output_shape[-1]) != num_classes:
             raise ConfigError(f"the model head has {model.output_shape[-1]} classes but the data has {num_classes}; "
                               "build the model with classes equal to the number of classes in the data.")
         check_fits_memory(model, config.batch_size)
-        _warn_slow_grouped_conv(model)
+        if form_choice is None or form_choice["training"]["override"]:
+            _warn_slow_grouped_conv(model)
         if initial_weights_from is not None:
             copy_weights(initial_weights_from, model, "initial_weights_from")
         optimizer = make_optimizer(config, steps_per_epoch)
@@ -524,6 +613,9 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
         ema.swap_in()
     metrics = {"epochs": config.epochs, "train_seconds": round(time.time() - started, 2),
                "resumed_from_epoch": resumed_from}
+    if form_choice is not None and form_choice["grouped_convs"]:
+        metrics.update(group_conv_form=form_choice["training"]["group_conv"],
+                       group_conv_reason=form_choice["training"]["reason"])
     if val_ds is not None:
         results = model.evaluate(val_ds, verbose=0, return_dict=True)
         metrics.update({f"val_{k}": float(v) for k, v in results.items()})
@@ -535,4 +627,4 @@ def fit(config, train_split, val_split, output_dir, model_fn=None, resume=False,
         write_json(os.path.join(output_dir, "metrics.json"), metrics, default=float)
     else:
         shutil.rmtree(write_dir, ignore_errors=True)
-    return TrainResult(model, history, metrics, output_dir, resumed_from)
+    return TrainResult(model, history, metrics, output_dir, resumed_from, form_choice)
