@@ -1,6 +1,11 @@
-"""kerasnets-estimate and kerasnets-partition: JSON output, files written, one-sentence errors with exit 2."""
+"""kerasnets-estimate and kerasnets-partition: JSON output, files written, one-sentence errors with exit 2.
+
+The scripts run in this process (tests.helpers.run_cli: flags reset and restored, output captured);
+only ConsoleScriptTest starts new processes, for what only a process shows.
+"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -8,23 +13,15 @@ import tempfile
 import pytest
 
 from kerasnets.backend import tf
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=300)
+from tests.helpers import run_cli, run_module
 
 
 class EstimateCliTest(tf.test.TestCase):
 
-    @pytest.mark.slow
     def test_json_output_and_chart(self):
         chart = os.path.join(self.get_temp_dir(), "cost.png")
-        proc = _run("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=64x96", "--profile=m55h",
-                    "--classes=10", "--json", f"--chart={chart}")
+        proc = run_cli("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=64x96", "--profile=m55h",
+                       "--classes=10", "--json", f"--chart={chart}")
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         with open(chart, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
@@ -35,7 +32,6 @@ class EstimateCliTest(tf.test.TestCase):
         self.assertEqual(doc["precision"], "int8")
         self.assertGreater(doc["latency_ms"], 0)
 
-    @pytest.mark.slow
     def test_calibrate_refits_from_saved_timings(self):
         # --calibrate --samples=FILE refits from timings saved earlier without measuring;
         # the written profile loads and estimates, and a file that is not timings exits 2.
@@ -51,40 +47,38 @@ class EstimateCliTest(tf.test.TestCase):
             json.dump({"threads": 1, "overhead_ms": {"int8": 0.001, "float32": 0.001}, "samples": samples,
                        "networks": []}, f)
         out = os.path.join(tmp, "host_cpu.json")
-        proc = _run("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}", "--json")
+        proc = run_cli("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}", "--json")
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertEqual(json.loads(proc.stdout)["samples"], len(samples))
-        proc = _run("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=32x32", f"--profile={out}",
-                    "--json")
+        proc = run_cli("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=32x32", f"--profile={out}",
+                       "--json")
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertGreater(json.loads(proc.stdout)["latency_ms"], 0)
         with open(timings, "w") as f:
             f.write("not json")
-        proc = _run("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}.2")
+        proc = run_cli("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}.2")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("is not a timings file", proc.stderr)
         self.assertFalse(os.path.exists(out + ".2"))
 
-    @pytest.mark.slow
     def test_bad_flags_exit_2_with_one_sentence(self):
         for args, needle in ((["--model=mobilenet_v2_035", "--profile=warp_drive"], "profile 'warp_drive' is unknown"),
                              (["--model=mobilenet_v2_035", "--input_size=big"], "--input_size='big' is not a size"),
                              (["--model=nosuchnet"], "unknown model"),
                              (["--model=mobilenet_v2_035", "--threads=4", "--profile=host_cpu"], "recalibrate"),
                              (["--no_such_flag"], "")):
-            proc = _run("export.cli.estimate", *args)
+            proc = run_cli("export.cli.estimate", *args)
             self.assertEqual(proc.returncode, 2, (args, proc.stderr[-500:]))
             self.assertIn(needle, proc.stderr)
 
 
 class PartitionCliTest(tf.test.TestCase):
 
-    @pytest.mark.slow
     def test_json_and_files(self):
         with tempfile.TemporaryDirectory() as d:
-            proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--classes=10",
-                        "--profile=edgetpu_usb", "--policy=float_head", f"--out={d}", "--calibration_count=4",
-                        "--json")
+            proc = run_cli("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--classes=10",
+                           "--profile=edgetpu_usb", "--policy=float_head", f"--out={d}", "--calibration_count=4",
+                           "--json")
             self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
             doc = json.loads(proc.stdout)
             for key in ("latency_ms", "fps", "mac_utilization", "layers", "npu_layers", "cpu_layers", "cut"):
@@ -96,10 +90,30 @@ class PartitionCliTest(tf.test.TestCase):
             self.assertTrue(any(n.endswith("_npu_int8.tflite") for n in names))
             self.assertTrue(any(n.endswith("_cpu_float32.tflite") for n in names))
 
-    @pytest.mark.slow
     def test_bad_policy_exits_2(self):
-        proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--policy=fastest")
+        proc = run_cli("export.cli.partition", "--model=mobilenet_v2_035", "--policy=fastest")
         self.assertEqual(proc.returncode, 2)
-        proc = _run("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--profile=host_cpu")
+        proc = run_cli("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--profile=host_cpu")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("CPU profile", proc.stderr)
+
+
+class ConsoleScriptTest(tf.test.TestCase):
+    """A subprocess on purpose: the installed console script and ``python -m`` themselves (their
+    wrappers, the process exit status and the stdout / stderr split), which run_cli bypasses."""
+
+    @pytest.mark.slow
+    def test_console_script_and_python_m(self):
+        exe = os.path.join(os.path.dirname(sys.executable), "kerasnets-estimate")
+        if not os.path.exists(exe):
+            exe = shutil.which("kerasnets-estimate")
+        if exe is None:
+            self.skipTest("kerasnets-estimate is not installed (pip install -e .)")
+        proc = run_module("export.cli.estimate", "--no_such_flag")  # absl's own parse error, in a process
+        self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
+        self.assertNotIn("Traceback", proc.stderr)
+        proc = subprocess.run([exe, "--model=mobilenet_v2_035", "--input_size=32x32", "--profile=m55h", "--json"],
+                              capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_USE_LEGACY_KERAS="1"))
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertEqual(json.loads(proc.stdout)["input_size"], [32, 32])

@@ -1,8 +1,6 @@
 """export.tflite conversion modes and export.runtime verification, safety and benchmarking."""
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -12,6 +10,7 @@ import kerasnets
 from export import runtime, tflite
 from kerasnets.backend import keras, tf
 from kerasnets.stats import randomize_batch_norm
+from tests.helpers import run_cli
 
 L = keras.layers
 
@@ -218,24 +217,22 @@ class BenchmarkTest(tf.test.TestCase):
         self.assertEqual(set(both), {"a", "b"})
         self.assertEqual(both["a"]["op_counts"], both["b"]["op_counts"])
 
-    @pytest.mark.slow
     def test_bench_script(self):
+        # In-process (run_cli): the script's exit codes and output are the same as in a new process.
         folder = tempfile.mkdtemp()
         path = os.path.join(folder, "m.tflite")
         open(path, "wb").write(tflite.convert(_model(size=32), "float32"))
-        cmd = [sys.executable, "-m", "export.cli.bench", path, "--runs=3", "--warmup=1", "--json"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run_cli("export.cli.bench", path, "--runs=3", "--warmup=1", "--json")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         out = json.loads(proc.stdout)
         self.assertEqual(out["models"][0]["runs"], 3)
         bad = os.path.join(folder, "bad.tflite")
         open(bad, "wb").write(b"not a model at all, really")
-        proc = subprocess.run([sys.executable, "-m", "export.cli.bench", bad], capture_output=True, text=True)
+        proc = run_cli("export.cli.bench", bad)
         self.assertEqual(proc.returncode, 2)
         self.assertIn("not a TFLite flatbuffer", proc.stderr)
         self.assertNotIn("Traceback", proc.stderr)
-        proc = subprocess.run([sys.executable, "-m", "export.cli.bench", path, "--runs=zero"],
-                              capture_output=True, text=True)
+        proc = run_cli("export.cli.bench", path, "--runs=zero")
         self.assertEqual(proc.returncode, 2)
 
 
@@ -252,13 +249,13 @@ class OnnxTest(tf.test.TestCase):
 
 class ExportScriptTest(tf.test.TestCase):
 
-    @pytest.mark.slow
     def test_export_script_with_real_calibration_and_bad_flags(self):
+        # In-process (run_cli): the script's exit codes and output are the same as in a new process.
         folder = tempfile.mkdtemp()
         out = os.path.join(folder, "m.tflite")
-        cmd = [sys.executable, "-m", "export.cli.export", "--model=mobilenet_v2_035", "--input_size=32x32",
-               "--mode=int8", f"--out={out}", "--calibration=fashion_mnist", "--calibration_count=16", "--json"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        argv = ["--model=mobilenet_v2_035", "--input_size=32x32", "--mode=int8", f"--out={out}",
+                "--calibration=fashion_mnist", "--calibration_count=16", "--json"]
+        proc = run_cli("export.cli.export", *argv)
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         manifest = json.load(open(tflite.manifest_path(out)))
         self.assertEqual(manifest["calibration"], "fashion_mnist")
@@ -266,9 +263,9 @@ class ExportScriptTest(tf.test.TestCase):
         self.assertEqual(manifest["normalization"]["mean"], [127.5, 127.5, 127.5])
         for bad, words in ((["--model=nope"], "unknown model"), (["--out=x.bin"], "must name a .tflite"),
                            (["--input_size=abc"], "not a size")):
-            args = {a.split("=")[0]: a for a in cmd[3:]}
+            args = {a.split("=")[0]: a for a in argv}
             args.update({b.split("=")[0]: b for b in bad})
-            proc = subprocess.run(cmd[:3] + list(args.values()), capture_output=True, text=True)
+            proc = run_cli("export.cli.export", *args.values())
             self.assertEqual(proc.returncode, 2, bad)
             self.assertIn(words, proc.stderr)
             self.assertNotIn("Traceback", proc.stderr)

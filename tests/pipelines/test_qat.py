@@ -1,8 +1,6 @@
 """pipelines.qat, pipelines.staged and pipelines.bitwidth on small inputs, and the CLI boundary."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,8 +10,8 @@ from export import tflite as tflite_export
 from kerasnets.backend import keras, tf
 from kerasnets.heads import float_head_layer_names
 from pipelines import bitwidth, data, ptq, qat, staged, train
+from tests.helpers import run_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOO = ("mobilenet_v2_035", "shufflenet_v2_x0_5", "repghostnet_050", "axspine_small", "mobilenet_v3_small_100")
 
 
@@ -131,19 +129,14 @@ class StagedAndBitwidthTest(tf.test.TestCase):
 
 class CliTest(tf.test.TestCase):
 
-    def _run(self, *args):
-        env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, cwd=ROOT,
-                              timeout=300)
-
-    @pytest.mark.slow
     def test_bad_input_exits_2_with_one_sentence(self):
+        # In-process (run_cli): --flagfile, the exit code and stderr are the same as in a new process.
         flagfile = os.path.join(self.get_temp_dir(), "bad.flags")
         with open(flagfile, "w") as f:
             f.write("--model=mobilenet_v2_035\n--output_dir=/tmp/x\n--data=/no/such/folder\n")
-        proc = self._run("pipelines.cli.train", f"--flagfile={flagfile}")
+        proc = run_cli("pipelines.cli.train", f"--flagfile={flagfile}")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("error: data source '/no/such/folder'", proc.stderr)
-        proc = self._run("pipelines.cli.quantize", "dance", "--output_dir=/tmp/x")
+        proc = run_cli("pipelines.cli.quantize", "dance", "--output_dir=/tmp/x")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("ptq, qat, staged, bitwidth", proc.stderr)
