@@ -34,7 +34,8 @@ import json
 import math
 import os
 
-from kerasnets.errors import KerasnetsError, path_error
+from kerasnets.errors import KerasnetsError
+from kerasnets.io import read_json_file
 
 PRECISIONS = ("int8", "int16", "float16", "float32")
 # Op kinds the estimator knows (see export.cost.OP_KINDS for their meaning).
@@ -147,21 +148,7 @@ def _merge(base, child):
 
 
 def _read(path, label):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ProfileError(f"profile {label} is not valid JSON ({e.msg} at line {e.lineno}); fix the file.") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"profile {label} is not a text file (not UTF-8), so not a profile JSON; pass a profile "
-                           "JSON file.") from None
-    except RecursionError:
-        raise ProfileError(f"profile {label} nests too deeply to be a profile; fix the file.") from None
-    except OSError as e:
-        raise path_error(path, e, "read") from None
-    if not isinstance(data, dict):
-        raise ProfileError(f"profile {label} must be a JSON object, not {type(data).__name__}; fix the file.")
-    return data
+    return read_json_file(path, "profile", ProfileError, "pass a profile JSON file", label)
 
 
 def _resolve(data, label, seen=()):

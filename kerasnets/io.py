@@ -465,3 +465,27 @@ def writing(path, write):
         raise
     except OSError as e:
         raise path_error(path, e, "write") from None
+
+
+def read_json_file(path, what, error, fix, label=None):
+    """The JSON object in ``path``; one-sentence ``error`` (naming ``what`` and the path) when it is not
+    valid JSON, not text, nested absurdly deep or not an object; a :class:`PathError` when unreadable.
+
+    ``fix`` ends the sentence for a file that is not ``what`` at all (e.g. "pass a profile JSON file");
+    ``label`` names the file in messages (default: the path, quoted).
+    """
+    label = label or repr(str(path))
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise error(f"{what} {label} is not valid JSON ({e.msg} at line {e.lineno}); fix the file.") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {label} is not a text file (not UTF-8), so not a {what} JSON; {fix}.") from None
+    except RecursionError:
+        raise error(f"{what} {label} nests too deeply to be a {what}; fix the file.") from None
+    except OSError as e:
+        raise path_error(path, e, "read") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} {label} must be a JSON object, not {type(data).__name__}; fix the file.")
+    return data

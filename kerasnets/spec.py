@@ -4,10 +4,13 @@ Family spec functions (``kerasnets.families``) turn compact stage tables into th
 objects; ``kerasnets.builder.build_model`` turns any spec into a Keras model.
 """
 import dataclasses
+import difflib
+import json
 import math
 from typing import Optional, Tuple
 
-from kerasnets.errors import ModelConfigError
+from kerasnets.errors import ModelConfigError, UsageError
+from kerasnets.io import atomic_write, read_json_file
 
 
 def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
@@ -145,7 +148,6 @@ _ACTIVATIONS = (None, "relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid")
 
 
 def _closest(key, valid):
-    import difflib
     match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
     return f"did you mean {match[0]!r}?" if match else f"valid fields are {', '.join(valid)}"
 
@@ -185,10 +187,6 @@ def save_spec(spec, path, build_options=None):
     ``build_options`` (a :class:`kerasnets.builder.BuildOptions` or a dict of its fields) are
     stored beside the spec, so ``get_model(spec=path)`` builds the same graph.
     """
-    import json
-
-    from kerasnets.errors import UsageError
-    from kerasnets.io import atomic_write
     if not isinstance(spec, ModelSpec):
         raise UsageError(f"save_spec needs a ModelSpec, got {type(spec).__name__}; pass a spec such as a "
                          "retarget result's .spec.")
@@ -304,20 +302,8 @@ def load_spec(path, check=True):
     Unknown fields are refused naming the closest valid one; with ``check`` (default) the spec
     is built once symbolically so the builder refuses impossible channel counts.
     """
-    import json
-
-    from kerasnets.errors import path_error
     label = repr(str(path))
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ModelConfigError(f"spec {label} is not valid JSON ({e.msg} at line {e.lineno}); fix the file.") from None
-    except UnicodeDecodeError:
-        raise ModelConfigError(f"spec {label} is not a text file, so not a spec JSON; pass a file written by "
-                               "kerasnets.spec.save_spec.") from None
-    except OSError as e:
-        raise path_error(path, e, "read") from None
+    data = read_json_file(path, "spec", ModelConfigError, "pass a file written by kerasnets.spec.save_spec")
     spec, options = spec_from_dict(data, label)
     if check:
         check_spec(spec, options)
