@@ -103,6 +103,7 @@ class MustPassCutsTest(tf.test.TestCase):
         self.assertEqual(out.shape, (3, 4))
         self.assertAllClose(out, model(xs), atol=0.15 * float(np.abs(model(xs)).max()) + 0.05)
 
+    @pytest.mark.slow  # 5-7 s: the fast tier keeps the cheaper tests of the same code
     def test_float_head_never_leaves_a_float_layer_on_the_npu(self):
         for name, size in (("mobilenet_v2_035", 32), ("ghostnet_050", 32), ("vgg16", 32)):
             model = kerasnets.get_model(name, input_shape=(size, size, 3), classes=10)

@@ -53,6 +53,7 @@ class FunctionLevelTest(tf.test.TestCase):
         # (at 64x64 the native group convs' CPU fallback is estimated faster than the split form; at
         # 224x224 the split form is 2.4x faster, which the partition script test below shows)
 
+    @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_5d_shuffle_becomes_low_rank_with_same_outputs(self):
         result = retarget.retarget("shufflenet_v2_x0_5", "edgetpu_usb", input_shape=(64, 64, 3), shuffle="5d")
         self.assertEqual([c.rule for c in result.changes], ["shuffle_form"])
@@ -155,6 +156,7 @@ class ErrorsTest(tf.test.TestCase):
 
 class ScriptsTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_retarget_script_writes_a_spec_that_builds_the_same_model(self):
         out = os.path.join(tempfile.mkdtemp(), "spec.json")
         r = run_cli("export.cli.retarget", "--model=mobilenet_v2_035", "--profile=m55h", "--input_size=64x64",
@@ -188,6 +190,7 @@ class ScriptsTest(tf.test.TestCase):
             self.assertIn(word, r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
 
+    @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_partition_retarget_shows_mapping_before_and_after(self):
         r = run_cli("export.cli.partition", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
                     "--retarget", "--policy=float_head")

@@ -174,6 +174,7 @@ class ShuffleNetV1Test(tf.test.TestCase):
 
 class DeployTorchTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # 5-7 s: the fast tier keeps the cheaper tests of the same code
     def test_deploy_keeps_the_function(self):
         x = _x((2, 64, 64, 3), 5)
         for name in ("repghostnet_050", "shufflenet_v1_g3_x0_5"):

@@ -4,6 +4,7 @@ import os
 import tempfile
 
 import numpy as np
+import pytest
 
 import kerasnets
 from kerasnets import spec as kspec
@@ -44,6 +45,7 @@ class SpecFileTest(tf.test.TestCase):
             self.assertEqual(options, {"group_conv": "split", "shuffle": "low_rank", "bn_momentum": 0.99,
                                        "convention": "tf"})
 
+    @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_get_model_from_spec_file_equals_the_registry_model(self):
         spec = get_spec("axspine_small")
         path = kspec.save_spec(spec, self._path(), {"group_conv": "split"})

@@ -63,6 +63,7 @@ class CarryWeightsTest(tf.test.TestCase):
             train.load_weights_file(fresh, path)
             self.assertAllClose(fresh(x, training=False).numpy(), want, atol=1e-5, rtol=0)
 
+    @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_shufflenet_v1_g3_native_split_native(self):
         self._check_round_trip("shufflenet_v1_g3_x0_5")
 
@@ -141,6 +142,7 @@ class ChooseFormsTest(tf.test.TestCase):
 
 class FitFormTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_fit_trains_split_on_cpu_and_weights_load_native(self):
         if train.gpu_visible():
             self.skipTest("a GPU is visible: training keeps the native form")
