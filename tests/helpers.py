@@ -10,6 +10,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -17,7 +18,7 @@ from unittest import mock
 
 import numpy as np
 from absl import flags
-from absl.testing import flagsaver
+from absl.testing import flagsaver, parameterized
 
 from kerasnets.stats import randomize_batch_norm
 from tests.fixtures import synth
@@ -71,6 +72,17 @@ def run_cli(module, *args):
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+class TempFoldersTestCase(parameterized.TestCase):
+    """A test class that removes the folders listed in its ``TEMP`` (filled by its cases) when done."""
+    TEMP = []
+
+    @classmethod
+    def tearDownClass(cls):
+        while cls.TEMP:
+            shutil.rmtree(cls.TEMP.pop(), ignore_errors=True)
+        super().tearDownClass()
 
 
 def check_bad_call(test, call, words):

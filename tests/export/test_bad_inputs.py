@@ -22,7 +22,7 @@ from absl.testing import parameterized
 
 import kerasnets
 from export import calibrate, cost, partition, placement, profiles
-from tests.helpers import check_bad_call, run_cli
+from tests.helpers import TempFoldersTestCase, check_bad_call, run_cli
 
 ZOO, EXPORT, ESTIMATE, PARTITION, BENCH = ("kerasnets.zoo_table", "export.cli.export", "export.cli.estimate",
                                            "export.cli.partition", "export.cli.bench")
@@ -502,13 +502,8 @@ LIBRARY_CASES = [
 ]
 
 
-class LibraryBadInputsTest(parameterized.TestCase):
-
-    @classmethod
-    def tearDownClass(cls):
-        while _TMP:
-            shutil.rmtree(_TMP.pop(), ignore_errors=True)
-        super().tearDownClass()
+class LibraryBadInputsTest(TempFoldersTestCase):
+    TEMP = _TMP
 
     @parameterized.named_parameters(*LIBRARY_CASES)
     def test_bad_call(self, call, words):

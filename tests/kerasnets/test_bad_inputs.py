@@ -2,13 +2,12 @@
 (never a raw TypeError / AttributeError / ValueError of TensorFlow or numpy) whose one sentence names
 the bad value. Nothing here builds more than a small model, so the whole table runs in seconds."""
 import os
-import shutil
 import tempfile
 
 from absl.testing import parameterized
 
 import kerasnets
-from tests.helpers import check_bad_call
+from tests.helpers import TempFoldersTestCase, check_bad_call
 
 M = "mobilenet_v2_035"
 S = (32, 32, 3)
@@ -132,13 +131,8 @@ CASES = [
 ]
 
 
-class LibraryBadInputsTest(parameterized.TestCase):
-
-    @classmethod
-    def tearDownClass(cls):
-        while _TMP:
-            shutil.rmtree(_TMP.pop(), ignore_errors=True)
-        super().tearDownClass()
+class LibraryBadInputsTest(TempFoldersTestCase):
+    TEMP = _TMP
 
     @parameterized.named_parameters(*CASES)
     def test_bad_call(self, call, words):
