@@ -6,6 +6,7 @@ large machine is accepted there and refused here in one sentence.
 """
 import os
 import shutil
+import tempfile
 
 import numpy as np
 
@@ -64,16 +65,31 @@ def check_fits_memory(model, batch=1, memory_bytes=None):
             "or batch.")
 
 
+def nearest_existing(path):
+    """The nearest path at or above ``path`` that exists (``path`` itself when it does), absolute."""
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def probe_writable(folder):
+    """Raise the OSError that creating a file in ``folder`` would raise (read-only, permission denied...).
+
+    The probe is an unnamed temporary file, so nothing is left behind (even for root, who passes
+    ``os.access`` checks that the file system still refuses).
+    """
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def check_free_space(path, need_bytes):
     """Refuse (:class:`PathError`) writing about ``need_bytes`` under ``path`` when its disk has less free."""
-    folder = os.path.abspath(path)
-    while folder and not os.path.exists(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
     try:
-        free = shutil.disk_usage(folder).free
+        free = shutil.disk_usage(nearest_existing(path)).free
     except OSError:
         return
     if need_bytes > free:

@@ -13,11 +13,11 @@ permissions that ``os.access`` misses for root).
 import math
 import numbers
 import os
-import uuid
 
 import numpy as np
 
 from kerasnets.errors import path_error
+from kerasnets.resources import nearest_existing, probe_writable
 from pipelines.errors import ConfigError
 
 __all__ = ["boolean", "check_output_folder", "choice", "integer", "number", "text"]
@@ -100,17 +100,6 @@ def seed(name, value):
     return integer(name, value, 0, 2**32 - 1)
 
 
-def _nearest_existing(path):
-    """(nearest existing path at or above ``path``, the first missing part below it or None)."""
-    current, missing = path, None
-    while not os.path.lexists(current):
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current, missing = parent, current
-    return current, missing
-
-
 def check_output_folder(path, name="output folder"):
     """Refuse (:class:`ConfigError` / :class:`~kerasnets.errors.PathError`) a folder that cannot be written.
 
@@ -122,17 +111,12 @@ def check_output_folder(path, name="output folder"):
     full = os.path.abspath(path)
     if os.path.isfile(full) or (os.path.lexists(full) and not os.path.isdir(full)):
         raise ConfigError(f"{name} {path!r} is a file, not a folder; pass a folder path (new or existing).")
-    existing, _ = _nearest_existing(full)
+    existing = nearest_existing(full)
     if not os.path.isdir(existing):
         raise ConfigError(f"{name} {path!r} cannot be made: {existing!r} is a file, not a folder; "
                           "pick a path whose parents are folders.")
-    probe = os.path.join(existing, f".kerasnets-write-probe-{uuid.uuid4().hex[:12]}")
     try:
-        os.mkdir(probe)
+        probe_writable(existing)
     except OSError as e:
         raise path_error(path, e, "write") from None
-    try:
-        os.rmdir(probe)
-    except OSError:
-        pass
     return path

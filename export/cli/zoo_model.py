@@ -7,7 +7,6 @@ the bad value and the fix, so a bad command costs seconds and leaves nothing beh
 import difflib
 import errno
 import os
-import tempfile
 import zipfile
 
 import numpy as np
@@ -16,7 +15,8 @@ import kerasnets
 from kerasnets.cli import parse_size
 from kerasnets.errors import DataError, ModelConfigError, PathError, UsageError, path_error
 from kerasnets.io import writing  # noqa: F401 (re-exported: the scripts call zoo_model.writing)
-from kerasnets.resources import check_fits_memory, check_free_space, physical_memory_bytes
+from kerasnets.resources import (check_fits_memory, check_free_space, nearest_existing, physical_memory_bytes,
+                                 probe_writable)
 from kerasnets.zoo import weights_mismatch
 
 # Bytes per weight of an artifact in each conversion mode (dynamic and int8 keep int8 weights).
@@ -81,28 +81,17 @@ def build_model(name, input_size, classes, overrides, batch=1):
 
 # ------------------------------------------------------------------------------- paths ----
 
-def _nearest_existing(path):
-    folder = os.path.abspath(path)
-    while not os.path.lexists(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    return folder
-
-
 def _check_can_create_in(target, path, flag):
     """Refuse writing ``path`` (or creating the folders down to it) when ``target``'s nearest existing
     ancestor is a file or does not take new files (read-only, permission denied, a pseudo file system).
 
     The probe is an unnamed temporary file in that folder, so nothing is left behind.
     """
-    existing = _nearest_existing(target)
+    existing = nearest_existing(target)
     if not os.path.isdir(existing):
         raise PathError(f"cannot write --{flag}={path!r}: {existing!r} is a file, not a folder; pick another path.")
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        probe_writable(existing)
     except OSError as e:
         if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
             raise PathError(str(path_error(path, e, "write")).replace(f"cannot write {path!r}",
