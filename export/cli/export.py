@@ -89,7 +89,6 @@ def main(argv):
         if FLAGS.mode != "int8" and FLAGS.io_type != "float32":
             raise UsageError(f"--io_type={FLAGS.io_type} needs --mode=int8 (integer input/output); drop --io_type "
                              f"or use --io_type=float32 with --mode={FLAGS.mode}.")
-    zoo_model.check_seed(FLAGS.seed)
     path = artifact_path(FLAGS.out, FLAGS.model, FLAGS.mode)
     check_out(FLAGS.out, path)
     check_calibration_source(FLAGS.calibration)

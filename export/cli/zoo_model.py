@@ -148,12 +148,6 @@ def artifact_bytes(params, mode):
 
 # ----------------------------------------------------------------------------- inputs ----
 
-def check_seed(seed, flag="seed"):
-    if seed < 0:
-        raise UsageError(f"--{flag}={seed} is negative; pass a seed of 0 or more.")
-    return seed
-
-
 def check_images_fit_memory(count, size, flag="calibration_count"):
     """Refuse (UsageError) ``count`` float32 images of ``size`` that would not fit in half of memory."""
     need = count * size[0] * size[1] * 3 * 4
