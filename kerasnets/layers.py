@@ -105,12 +105,20 @@ class GroupConv2D(keras.layers.Conv2D):
     The weights are exactly those of ``Conv2D(groups=g)`` (kernel of shape
     (kh, kw, cin/g, cout), optional bias), so the two forms are interchangeable; this
     one is for NPU compilers that do not take a grouped CONV_2D.
+
+    ``kernel_slice_quantizer`` (a callable, None by default; set by quantization-aware training)
+    fake-quantizes each group's kernel after the split, so that the TFLite converter turns each
+    slice into the int8 weights of its own CONV_2D; a fake-quantized whole kernel split at run
+    time would leave a TRANSPOSE of every slice in the int8 graph.
     """
+    kernel_slice_quantizer = None
 
     def call(self, inputs):
         groups = self.groups
         xs = tf.split(inputs, groups, axis=-1)
         ks = tf.split(self.kernel, groups, axis=-1)
+        if self.kernel_slice_quantizer is not None:
+            ks = [self.kernel_slice_quantizer(k) for k in ks]
         strides = (1,) + tuple(self.strides) + (1,)
         outs = [tf.nn.conv2d(x, k, strides=strides, padding=self.padding.upper(),
                              dilations=(1,) + tuple(self.dilation_rate) + (1,))

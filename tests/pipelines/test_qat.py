@@ -37,13 +37,24 @@ class QuantizeModelTest(tf.test.TestCase):
 
     @pytest.mark.slow
     def test_split_group_conv_qat_converts_to_int8(self):
-        # The converter once refused per-channel QAT kernels of the split form ("mismatched quantized axes").
+        # The converter once refused per-channel QAT kernels of the split form ("mismatched quantized axes"),
+        # and a kernel fake-quantized before the split left a run-time TRANSPOSE of every group's slice.
         model = kerasnets.get_model("axspine_small", input_shape=(32, 32, 3), classes=10, group_conv="split")
         q = qat.quantize_model(model)
         x = _images(8)
         content = tflite_export.convert(q, "int8", representative_data=x, calibration_count=8)
         from export import runtime
         self.assertTrue(runtime.verify(q, content, x, "int8")["passed"])
+        ops = [d["op_name"] for d in runtime.load_interpreter(content)._get_ops_details()]
+        self.assertNotIn("TRANSPOSE", ops)
+        grouped = sum(layer.groups for layer in model.layers if isinstance(layer, kerasnets.layers.GroupConv2D))
+        self.assertGreaterEqual(ops.count("CONV_2D"), grouped)  # one int8 CONV_2D per group
+        # each group's kernel is quantized on its own, one range per output channel
+        layer = next(layer for layer in model.layers if isinstance(layer, kerasnets.layers.GroupConv2D))
+        slices = tf.split(layer.kernel, layer.groups, axis=-1)
+        fq = qat.fake_quantize_kernel(slices[0]).numpy()
+        steps = np.abs(slices[0].numpy()).max(axis=(0, 1, 2)) / 127
+        self.assertAllClose(fq, np.round(slices[0].numpy() / steps) * steps, atol=1e-6)
 
     def test_depthwise_ranges_are_per_channel(self):
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
