@@ -311,6 +311,61 @@ class _Graph:
         y = self.conv(y, b.out, 1, bias=True, name=f"{name}_conv3_conv")
         return L.Add(name=f"{name}_add")([y, shortcut])
 
+    def _group_count(self, channels, group_width, name, what="input"):
+        """Groups of a conv with ``group_width`` channels per group (HAT's ``int(C / group_base)``)."""
+        if group_width < 1:
+            raise ModelConfigError(f"layer {name}: group_width={group_width} must be a positive channels-per-group "
+                                   "count; set it (VarGNet's group_base, e.g. 8).")
+        if channels % group_width:
+            raise ModelConfigError(f"layer {name}: {channels} {what} channels are not a multiple of "
+                                   f"group_width {group_width}; choose a width or group_width that divides them.")
+        return channels // group_width
+
+    def sgc(self, x, out, stride, b, name):
+        """VarGNet's separable group conv: kxk grouped conv (``group_width`` inputs per group, widening
+        by ``factor``) -> BN -> act -> 1x1 conv -> BN, no activation at the end."""
+        cin = x.shape[-1]
+        wide = int(cin * b.factor)
+        if wide < 1:
+            raise ModelConfigError(f"layer {name}: factor {b.factor} leaves {cin} channels {wide} wide; use a "
+                                   "factor of at least 1 / the channels (e.g. head_factor=2 with group_base 16).")
+        groups = self._group_count(cin, b.group_width, f"{name}_gconv_conv")
+        x = self.conv_bn_act(x, wide, b.kernel, stride, b.act, f"{name}_gconv", groups=groups, bias=b.bias)
+        x = self.conv(x, out, 1, bias=b.bias, name=f"{name}_pw_conv")
+        return self.bn(x, f"{name}_pw_bn")
+
+    def block_varg(self, x, b, name):
+        """Horizon's BasicVarGBlock (VargNetV2): SGC (+ a merged parallel SGC) -> act -> SGC, plus an
+        identity or SGC shortcut, act after the add."""
+        mid = b.mid or b.out
+        if b.stride == 1 and x.shape[-1] == b.out:
+            shortcut = x
+        else:
+            shortcut = self.sgc(x, b.out, b.stride, b, f"{name}_shortcut")
+        y = self.sgc(x, mid, b.stride, b, f"{name}_part1")
+        if b.merge:
+            y = L.Add(name=f"{name}_merge_add")([y, self.sgc(x, mid, b.stride, b, f"{name}_part1_merge")])
+        y = self.act(y, b.act, f"{name}_part1_{b.act}")
+        y = self.sgc(y, b.out, 1, b, f"{name}_part2")
+        y = L.Add(name=f"{name}_add")([y, shortcut])
+        return self.act(y, b.act, f"{name}_{b.act}")
+
+    def block_mixvarge(self, x, b, name):
+        """Horizon's BasicMixVarGEBlock (MixVarGENet): conv (dense or grouped) -> BN -> act -> conv -> BN,
+        plus an identity or 1x1-conv shortcut, act after the add."""
+        cin = x.shape[-1]
+        g1 = self._group_count(cin, b.group_width, f"{name}_conv1_conv") if b.group_width else 1
+        g2 = self._group_count(b.out, b.group_width2, f"{name}_conv2_conv", "output") if b.group_width2 else 1
+        y = self.conv_bn_act(x, b.mid, b.kernel, b.stride, b.act, f"{name}_conv1", groups=g1, bias=b.bias)
+        y = self.bn(self.conv(y, b.out, b.kernel2, 1, g2, bias=b.bias, name=f"{name}_conv2_conv"), f"{name}_conv2_bn")
+        if b.skip and b.stride == 1 and cin == b.out:
+            shortcut = x
+        else:
+            shortcut = self.conv(x, b.out, 1, b.stride, bias=True, name=f"{name}_shortcut_conv")
+            shortcut = self.bn(shortcut, f"{name}_shortcut_bn")
+        y = L.Add(name=f"{name}_add")([y, shortcut])
+        return self.act(y, b.act, f"{name}_{b.act}")
+
     # ---- top -------------------------------------------------------------------
     def top(self, x, top, classes, classifier_activation):
         if top.kind == "vgg":
@@ -329,8 +384,15 @@ class _Graph:
         elif top.kind == "pool_fc":
             x = L.GlobalAveragePooling2D(name="avg_pool")(x)
             x = L.Dropout(top.dropout, name="dropout")(x)
+        elif top.kind == "pool_conv_bn":
+            x = L.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
+            x = L.Conv2D(classes, 1, use_bias=top.fc_bias, name="classifier_conv")(x)
+            x = self.bn(x, "classifier_bn")
+            x = L.Flatten(name="flatten")(x)
+            return L.Activation(classifier_activation or "linear", name="predictions")(x)
         else:
-            raise ModelConfigError(f"top kind {top.kind!r} is unknown; use pool_fc, pool_conv_fc or vgg.")
+            raise ModelConfigError(f"top kind {top.kind!r} is unknown; use pool_fc, pool_conv_fc, pool_conv_bn or "
+                                   "vgg.")
         return L.Dense(classes, activation=classifier_activation, use_bias=top.fc_bias, name="predictions")(x)
 
 

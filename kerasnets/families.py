@@ -351,3 +351,191 @@ def resnet_spec(depth=50, version=1, name=None):
         blocks.append(Block("norm_act", 4 * RESNET_WIDTHS[-1], act="relu"))
     suffix = "" if version == 1 else "_v2"
     return ModelSpec(name or f"resnet{depth}{suffix}", tuple(blocks), Top("pool_fc", dropout=0.0))
+
+
+# --------------------------------------------------- VarGNet family (Horizon Robotics) ----
+# Written from the project's VarGNet facts digest (Horizon's HAT vargnetv2.py / mixvargenet.py and
+# their block modules, as read there). No public implementation runs here: the tests check the
+# parameter and MAC counts the digest computes from these rules, and the seven MAC figures of
+# Horizon's MixVarGENet ImageNet-128 experiment config (the only published counts).
+
+def _check_positive(family, label, value, integer=False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok or (integer and int(value) != value):
+        kind = "positive integer" if integer else "positive number"
+        raise ModelConfigError(f"{family} {label}={value!r} must be a {kind}.")
+
+
+def _check_repeats(family, repeats, stages):
+    if isinstance(repeats, (str, bytes)) or not hasattr(repeats, "__iter__") or len(tuple(repeats)) != stages \
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in repeats):
+        raise ModelConfigError(f"{family} repeats={repeats!r} must be {stages} positive integers (blocks per "
+                               "stage).")
+    return tuple(repeats)
+
+
+def _check_grouped_width(family, alpha, group_base, width):
+    if width < group_base or width % group_base:
+        raise ModelConfigError(f"{family} alpha={alpha!r} gives a {width}-channel layer, not a multiple of "
+                               f"group_base {group_base}; pick an alpha (e.g. a multiple of 0.25) or a group_base "
+                               "that divides every grouped conv's input width.")
+
+
+# Stem, mod2 .. mod5 widths at alpha 1 and blocks per stage (digest §3.2).
+VARGNETV2_CHANNELS = (32, 32, 64, 128, 256)
+VARGNETV2_REPEATS = (1, 3, 7, 4)
+TINYVARGNETV2_REPEATS = (1, 3, 4, 2)
+
+
+def vargnetv2_spec(alpha=1.0, group_base=8, factor=2, head_factor=1, repeats=VARGNETV2_REPEATS, tiny=False,
+                   bias=True, name=None):
+    """Horizon Robotics' VargNetV2 (``tiny=True``: TinyVargNetV2), from the project's VarGNet digest.
+
+    Variable group convolution: every kxk conv is grouped with a fixed ``group_base`` input
+    channels per group (groups = C / group_base) and widens each group by ``factor``; a dense 1x1
+    conv follows (an SGC). Layout: a 3x3 stride-2 stem (conv with bias, BN; ReLU only in the Tiny
+    variant), four stages of ``varg`` blocks (``repeats`` = blocks per stage, VargNetV2 1/3/7/4,
+    Tiny 1/3/4/2; each stage's first block strides 2, and from the second stage on has a merged
+    second branch), a 1x1 conv to max(int(1024 alpha), 1024) with BN and ReLU (the head), and a 1x1
+    conv + BN classifier (:class:`kerasnets.spec.Top` ``pool_conv_bn``).
+
+    Args:
+      alpha: width multiplier, applied as ``int(c * alpha)`` to 32, 32, 64, 128, 256 (HAT's rule,
+        no rounding); every width must be a multiple of ``group_base``.
+      group_base: input channels per group of every grouped conv (8 in HAT).
+      factor: widening of the grouped convs in stages 3-5 (2 in HAT); ``group_base * factor``
+        must be whole.
+      head_factor: 1 -> the first stage's factor is ``8 // group_base`` (1 at 8), 2 -> 2 (needed
+        from group_base 16 on).
+      repeats: four block counts.
+      bias: biases on the convs (HAT's default True; BN follows every conv anyway).
+
+    No published parameter or MAC figure exists; the registry's reference counts are computed
+    from the digest (VargNetV2 alpha 1: 3.661 M Keras parameters, 360.2 M MACs at 224).
+    """
+    family = "TinyVargNetV2" if tiny else "VargNetV2"
+    _check_positive(family, "alpha", alpha)
+    _check_positive(family, "group_base", group_base, integer=True)
+    _check_positive(family, "factor", factor)
+    if head_factor not in (1, 2):
+        raise ModelConfigError(f"{family} head_factor={head_factor!r} is unknown; use 1 or 2.")
+    repeats = _check_repeats(family, repeats, 4)
+    first_factor = 2 if head_factor == 2 else 8 // group_base
+    if first_factor == 0:
+        raise ModelConfigError(f"{family} head_factor=1 with group_base={group_base} gives the first stage a "
+                               f"factor of 8 // {group_base} = 0; pass head_factor=2.")
+    if group_base * factor != int(group_base * factor):
+        raise ModelConfigError(f"{family} factor={factor!r} widens each group of {group_base} channels to "
+                               f"{group_base * factor:g}; pick a factor that makes it whole (e.g. 1, 1.5, 2).")
+    widths = [int(c * alpha) for c in VARGNETV2_CHANNELS]
+    for w in widths:
+        _check_grouped_width(family, alpha, group_base, w)
+    blocks = [Block("conv", widths[0], 3, 2, act="relu" if tiny else None, bias=bias)]
+    for stage, (out, n) in enumerate(zip(widths[1:], repeats)):
+        f = float(first_factor if stage == 0 else factor)
+        for i in range(n):
+            blocks.append(Block("varg", out, 3, 2 if i == 0 else 1, group_width=group_base, factor=f,
+                                merge=(i == 0 and stage > 0), bias=bias, act="relu"))
+    blocks.append(Block("conv", max(int(1024 * alpha), 1024), 1, 1, act="relu", bias=bias, head=True))
+    default = f"{'tiny' if tiny else ''}vargnetv2_{round(alpha * 100):03d}"
+    return ModelSpec(name or default, tuple(blocks), Top("pool_conv_bn", dropout=0.0, fc_bias=bias))
+
+
+def tinyvargnetv2_spec(alpha=1.0, group_base=8, factor=2, head_factor=1, repeats=TINYVARGNETV2_REPEATS,
+                       bias=True, name=None):
+    """TinyVargNetV2: :func:`vargnetv2_spec` with ``tiny=True`` (ReLU after the stem, 1/3/4/2 blocks)."""
+    return vargnetv2_spec(alpha, group_base, factor, head_factor, repeats, tiny=True, bias=bias, name=name)
+
+
+# HAT's BLOCK_CONFIG (digest §4.1): op -> (conv2 kernel, factor, conv1 grouped, conv2 grouped,
+# forced 1x1 shortcut). Grouped convs have group_base channels per group (16, the "gb16" of the
+# key): conv1 counted on its input, conv2 on its output. conv1 is always 3x3; not grouped = dense.
+MIXVARGE_OPS = {
+    "mixvarge_f1": (1, 1, False, False, False), "mixvarge_f2": (1, 2, False, False, False),
+    "mixvarge_f4": (1, 4, False, False, False),
+    "mixvarge_f1_gb16": (1, 1, True, False, False), "mixvarge_f2_gb16": (1, 2, True, False, False),
+    "mixvarge_f4_gb16": (1, 4, True, False, False),
+    "mixvarge_f2_r": (1, 2, False, False, True), "mixvarge_f2_r_gb16": (1, 2, True, False, True),
+    "mixvarge_k3k3_f2": (3, 2, False, False, False), "mixvarge_k3k3_f2_gb16": (3, 2, True, True, False),
+}
+_MIX_F2, _MIX_F4, _MIX_F1 = "mixvarge_f2", "mixvarge_f4", "mixvarge_f1"
+_MIX_A, _MIX_B = (32, 32, 32, 64, 64, 96), (32, 32, 32, 32, 64, 96)
+# variant -> (widths of the stem and mod2..mod6, op per stage, blocks per stage, input size).
+# "imagenet": the published ImageNet layout (digest §4.4, the mixvargenet_imagenet pretrain);
+# "cls6_v1".."cls6_v7": the ImageNet-128 experiment variants of HAT's mixvargenet_cls_id6 (§4.5).
+MIXVARGENET_VARIANTS = {
+    "imagenet": ((32, 32, 32, 64, 96, 160), (_MIX_F2, _MIX_F4, _MIX_F4, "mixvarge_f2_gb16", "mixvarge_f2_gb16"),
+                 (1, 3, 3, 7, 3), 224),
+    "cls6_v1": (_MIX_A, (_MIX_F2, _MIX_F4, _MIX_F4, _MIX_F2, _MIX_F2), (1, 3, 3, 7, 3), 128),
+    "cls6_v2": (_MIX_A, (_MIX_F2, _MIX_F4, _MIX_F4, _MIX_F2, _MIX_F2), (1, 2, 3, 5, 3), 128),
+    "cls6_v3": (_MIX_B, (_MIX_F2, _MIX_F4, _MIX_F4, _MIX_F2, _MIX_F2), (1, 3, 3, 7, 3), 128),
+    "cls6_v4": (_MIX_B, (_MIX_F2, _MIX_F4, _MIX_F4, _MIX_F2, _MIX_F2), (1, 2, 3, 5, 3), 128),
+    "cls6_v5": (_MIX_A, (_MIX_F2, _MIX_F2, _MIX_F2, _MIX_F1, _MIX_F2), (1, 3, 3, 7, 3), 128),
+    "cls6_v6": (_MIX_B, (_MIX_F2, _MIX_F2, _MIX_F2, _MIX_F1, _MIX_F2), (1, 3, 3, 5, 3), 128),
+    "cls6_v7": (_MIX_B, (_MIX_F1,) * 5, (1, 3, 3, 5, 3), 128),
+}
+MIXVARGENET_STRIDES = (1, 2, 2, 2, 2)  # mod2 .. mod6 (the stem strides 2)
+
+
+def mixvargenet_spec(variant="imagenet", alpha=1.0, group_base=16, repeats=None, ops=None, bias=True,
+                     head_channels=1024, name=None):
+    """Horizon Robotics' MixVarGENet, from the project's VarGNet digest.
+
+    A 3x3 stride-2 stem (conv, BN, no ReLU), five stages of ``mixvarge`` blocks (the first of
+    mod2 at stride 1, of mod3..mod6 at stride 2; one op of :data:`MIXVARGE_OPS` per stage: dense
+    3x3 convs widening by the op's factor early, 16-channels-per-group convs late), a 1x1 conv to
+    ``head_channels`` with BN and ReLU (the head) and a 1x1 conv + BN classifier
+    (:class:`kerasnets.spec.Top` ``pool_conv_bn``).
+
+    Args:
+      variant: ``"imagenet"`` (the published ImageNet layout, 224x224; reconstructed in the
+        digest from the configs that load the ``mixvargenet_imagenet`` pretrain) or
+        ``"cls6_v1"`` .. ``"cls6_v7"`` (HAT's ImageNet-128 experiment variants, 128x128).
+      alpha: width multiplier ``int(c * alpha)`` on every stage width (a kerasnets addition for
+        search; HAT's MixVarGENet has none); grouped convs need widths that divide by ``group_base``.
+      group_base: channels per group of the grouped (``*_gb16``) ops (16 in HAT).
+      repeats: blocks per stage (five counts, each >= 1), instead of the variant's.
+      ops: one op key per stage (five keys of :data:`MIXVARGE_OPS`), instead of the variant's.
+      bias: biases on the stem, block and head convs (HAT configs pass True; the 1x1 shortcuts
+        always have one).
+    """
+    family = "MixVarGENet"
+    if variant not in MIXVARGENET_VARIANTS:
+        raise ModelConfigError(f"{family} variant {variant!r} is unknown; use one of "
+                               f"{sorted(MIXVARGENET_VARIANTS)}.")
+    channels, default_ops, default_repeats, size = MIXVARGENET_VARIANTS[variant]
+    _check_positive(family, "alpha", alpha)
+    _check_positive(family, "group_base", group_base, integer=True)
+    _check_positive(family, "head_channels", head_channels, integer=True)
+    repeats = _check_repeats(family, default_repeats if repeats is None else repeats, 5)
+    ops = tuple(default_ops if ops is None else ops)
+    if len(ops) != 5 or any(op not in MIXVARGE_OPS for op in ops):
+        bad = next((op for op in ops if op not in MIXVARGE_OPS), ops)
+        raise ModelConfigError(f"{family} ops={ops!r} must be five op keys (one per stage); {bad!r} is not one of "
+                               f"{sorted(MIXVARGE_OPS)}.")
+    widths = [int(c * alpha) for c in channels]
+    if min(widths) < 1:
+        raise ModelConfigError(f"{family} alpha={alpha!r} leaves a stage without channels; use a larger alpha.")
+    blocks = [Block("conv", widths[0], 3, 2, act=None, bias=bias)]
+    cin = widths[0]
+    for out, op, n, stride in zip(widths[1:], ops, repeats, MIXVARGENET_STRIDES):
+        kernel2, f, grouped1, grouped2, project = MIXVARGE_OPS[op]
+        for i in range(n):
+            if grouped1:
+                _check_grouped_width(family, alpha, group_base, cin)
+            mid = out if f == 1 else int(cin * f)
+            if grouped2:
+                _check_grouped_width(family, alpha, group_base, out)
+                if mid % (out // group_base):
+                    raise ModelConfigError(f"{family} op {op} on a {cin} -> {out} block: its second conv cannot "
+                                           f"split {mid} channels into {out // group_base} groups; use another "
+                                           "op or alpha for that stage.")
+            blocks.append(Block("mixvarge", out, 3, stride if i == 0 else 1, mid=mid,
+                                group_width=group_base if grouped1 else 0, kernel2=kernel2,
+                                group_width2=group_base if grouped2 else 0, skip=not project, bias=bias,
+                                act="relu"))
+            cin = out
+    blocks.append(Block("conv", head_channels, 1, 1, act="relu", bias=bias, head=True))
+    tag = "" if variant == "imagenet" else f"_{variant}"
+    return ModelSpec(name or f"mixvargenet{tag}_{round(alpha * 100):03d}", tuple(blocks),
+                     Top("pool_conv_bn", dropout=0.0, fc_bias=bias), default_size=(size, size))

@@ -39,7 +39,9 @@ class Block:
     (inverted residual), ``er`` (fused/edge residual), ``ghost``, ``repghost``,
     ``shuffle_v1``, ``shuffle_v2``, ``regnet_x``, ``vgg_conv`` (conv with bias + ReLU, no BN),
     ``bottleneck`` (ResNet V1: 1x1 (strided) -> 3x3 -> 1x1, post-activation),
-    ``preact_bottleneck`` (ResNet V2: BN-ReLU first, stride in the 3x3), ``norm_act`` (BN + act).
+    ``preact_bottleneck`` (ResNet V2: BN-ReLU first, stride in the 3x3), ``norm_act`` (BN + act),
+    ``varg`` (Horizon's BasicVarGBlock, VargNetV2), ``mixvarge`` (Horizon's BasicMixVarGEBlock,
+    MixVarGENet); both as the VarGNet digest describes them, see :func:`kerasnets.families.vargnetv2_spec`.
     ``mid`` is the expanded (inner) width where the block has one; ``groups`` is the
     group count of a ``conv`` or ``shuffle_v1`` block's grouped convs; ``group_width`` the
     channels per group of the spatial conv of ``ir`` and ``regnet_x`` blocks (0 means
@@ -50,6 +52,17 @@ class Block:
     ``bias`` puts biases on a ``conv`` / ``vgg_conv`` block's conv and on every conv of a
     ``bottleneck`` (ResNet V2 always has them on its last 1x1 and its projection only);
     ``norm`` False drops a ``conv`` block's BatchNorm (ResNet V2's stem).
+
+    ``varg``: every conv is an SGC (``kernel`` x ``kernel`` grouped conv with ``group_width``
+    input channels per group, widening by ``factor`` -> BN -> ``act`` -> 1x1 conv -> BN);
+    part 1 is an SGC to ``mid`` (0 = ``out``) with the block's stride, plus with ``merge`` a
+    second parallel SGC added to it, then ``act``; part 2 an SGC ``mid`` -> ``out``; the
+    shortcut is the input when the stride is 1 and the width kept, else an SGC; ``act`` after
+    the add. ``mixvarge``: ``kernel`` x ``kernel`` conv (stride, ``group_width`` input channels
+    per group, 0 = dense) to ``mid`` -> BN -> ``act`` -> ``kernel2`` x ``kernel2`` conv to ``out``
+    (``group_width2`` output channels per group, 0 = dense) -> BN; shortcut the input when the
+    stride is 1, the width kept and ``skip`` is on, else a 1x1 conv (always with bias) + BN;
+    ``act`` after the add. ``bias`` puts biases on both blocks' other convs.
     """
     kind: str
     out: int
@@ -67,6 +80,10 @@ class Block:
     bias: bool = False
     head: bool = False
     norm: bool = True
+    factor: float = 1.0   # varg: widening of each grouped conv (group_width -> group_width * factor)
+    merge: bool = False   # varg: a second parallel SGC in part 1 (HAT's merge_branch)
+    kernel2: int = 1      # mixvarge: kernel of the second conv
+    group_width2: int = 0  # mixvarge: output channels per group of the second conv (0 = dense)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +94,9 @@ class Top:
     ``pool_conv_fc``: global pool -> 1x1 conv with bias (``channels``) -> ``act`` ->
     flatten -> dropout -> dense (GhostNet, MobileNetV3).
     ``vgg``: adaptive 7x7 average pool -> flatten -> 2x (dense ``channels`` + ReLU + dropout) -> dense.
+    ``pool_conv_bn``: global average pool -> 1x1 conv to the classes (bias if ``fc_bias``) -> BN
+    -> flatten -> the classifier activation (VarGNet family: HAT's 1x1 conv + BN classifier; its
+    7x7 average pool is global here, the same at 224 where the last map is 7x7). No dropout.
     """
     kind: str = "pool_fc"
     channels: int = 0
@@ -143,7 +163,7 @@ SPEC_FORMAT = "kerasnets.spec"
 SPEC_VERSION = 1
 _FILE_FIELDS = ("format", "version", "name", "default_size", "blocks", "top", "build_options")
 _BLOCK_KINDS = ("conv", "maxpool", "ds", "ir", "er", "ghost", "repghost", "shuffle_v1", "shuffle_v2", "regnet_x",
-                "vgg_conv", "bottleneck", "preact_bottleneck", "norm_act")
+                "vgg_conv", "bottleneck", "preact_bottleneck", "norm_act", "varg", "mixvarge")
 _ACTIVATIONS = (None, "relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid")
 
 
@@ -198,7 +218,7 @@ def _check_value(where, key, value, field):
     """Refuse (ModelConfigError) a spec field of the wrong type or range."""
     if field.type in (int, "int"):
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key in (
-            "mid", "group_width", "se_channels", "channels") else 1)
+            "mid", "group_width", "se_channels", "channels", "group_width2") else 1)
     elif field.type in (float, "float"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
     elif field.type in (bool, "bool"):

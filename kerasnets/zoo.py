@@ -39,7 +39,13 @@ class ModelEntry:
         if not changed:
             return self.spec_fn(**args, name=self.name)
         own = self.spec_fn(**args).name
-        hidden = {k: v for k, v in changed.items() if self.spec_fn(**{**args, k: base.get(k)}).name == own}
+
+        def shown(key):  # does the family's own name change with this override alone?
+            try:
+                return self.spec_fn(**{**args, key: base.get(key)}).name != own
+            except ModelConfigError:  # the override is needed by another (VargNetV2's head_factor with group_base)
+                return False
+        hidden = {k: v for k, v in changed.items() if not shown(k)}
         suffix = "".join(f"_{k}{_name_fragment(v)}" for k, v in sorted(hidden.items()))
         return self.spec_fn(**args, name=own + suffix)
 
@@ -94,6 +100,14 @@ _add("vgg16", families.vgg16_spec, "tv_vgg16")
 for _d, _v in ((50, 1), (50, 2), (152, 2)):
     _suffix = "" if _v == 1 else "_v2"
     _add(f"resnet{_d}{_suffix}", families.resnet_spec, f"keras_resnet{_d}{_suffix}", depth=_d, version=_v)
+# Horizon's VarGNet family: reference counts computed from the project's VarGNet digest (no public
+# implementation runs here; see kerasnets.families.vargnetv2_spec).
+_VARG_TUNABLE = ("alpha", "group_base", "factor", "head_factor", "repeats", "bias")
+for _a, _tag in ((0.25, "025"), (0.5, "050"), (1.0, "100")):
+    _add(f"vargnetv2_{_tag}", families.vargnetv2_spec, f"vargnetv2_{_tag}", alpha=_a, tunable=_VARG_TUNABLE)
+_add("tinyvargnetv2_100", families.tinyvargnetv2_spec, "tinyvargnetv2_100", alpha=1.0, tunable=_VARG_TUNABLE)
+_add("mixvargenet_100", families.mixvargenet_spec, "mixvargenet_100", variant="imagenet",
+     tunable=("alpha", "group_base", "repeats", "ops", "bias", "head_channels"))
 
 # Published checkpoints each registry model imports (kerasnets.load_weights), with the convention
 # the import builds in (and optionally the only registry tags it exists for); "{tag}" is the
@@ -234,6 +248,21 @@ def _depths(key, v):
     return None
 
 
+def _positive_ints(key, v):
+    if isinstance(v, (str, bytes)) or not isinstance(v, (tuple, list)) or not v or \
+            not all(_is_int(n) and n >= 1 for n in v):
+        return "must be a list of positive integers (blocks per stage)"
+    return None
+
+
+def _boolean(key, v):
+    return None if isinstance(v, bool) else "must be True or False"
+
+
+def _head_factor(key, v):
+    return None if _is_int(v) and v in (1, 2) else "must be 1 or 2 (VargNetV2's first-stage factor rule)"
+
+
 # How each override a user may pass to get_model is checked before anything is built:
 # key -> check(key, value) returning what is wrong (the end of a sentence) or None.
 OVERRIDE_CHECKS = {
@@ -241,6 +270,9 @@ OVERRIDE_CHECKS = {
     "alignment": _positive_int, "expand": _positive_number, "second_expand": _positive_number, "depths": _depths,
     "group_conv": _choice(GROUP_CONV_MODES), "shuffle": _choice(kn_layers.SHUFFLE_MODES),
     "convention": _choice(CONVENTIONS), "bn_epsilon": _bn_epsilon, "bn_momentum": _bn_momentum,
+    "alpha": _positive_number, "group_base": _positive_int, "factor": _positive_number,
+    "head_factor": _head_factor,
+    "repeats": _positive_ints, "bias": _boolean, "head_channels": _positive_int,
 }
 
 
@@ -378,7 +410,8 @@ def get_model(name=None, input_shape=None, classes=1000, include_top=_DEFAULT, p
         ``shuffle`` ("low_rank" | "5d"), ``bn_epsilon``, ``bn_momentum``, plus the
         family's tunable arguments (e.g. ``groups`` for ShuffleNet V1,
         ``channels_per_group`` and ``alignment`` for AXSpine, ``width`` for
-        GhostNet/RepGhostNet). A model built with tunable overrides is named for them.
+        GhostNet/RepGhostNet, ``alpha``, ``group_base``, ``factor`` and ``repeats`` for the
+        VarGNet family). A model built with tunable overrides is named for them.
       spec: instead of ``name``, a :class:`kerasnets.spec.ModelSpec` or the path of a spec
         JSON (:func:`kerasnets.spec.save_spec`, e.g. ``kerasnets-retarget --out``); the build
         options stored in the file apply unless ``overrides`` name others. Only build options

@@ -15,11 +15,14 @@ EXPECTED_NAMES = sorted(
     + [f"repghostnet_{w}" for w in ("050", "058", "080", "100", "111", "130", "150", "200")]
     + [f"efficientnet_edgetpu_{v}" for v in ("s", "m", "l")]
     + ["mobilenet_v3_large_100", "mobilenet_v3_small_100", "regnetx_002", "regnetx_004", "vgg16"]
-    + ["resnet50", "resnet50_v2", "resnet152_v2"])
+    + ["resnet50", "resnet50_v2", "resnet152_v2"]
+    + [f"vargnetv2_{w}" for w in ("025", "050", "100")] + ["tinyvargnetv2_100", "mixvargenet_100"])
 
 WITH_REFERENCE = [n for n in EXPECTED_NAMES if not n.startswith("axspine")]
-# No checkpoint import yet: AXSpine (none published) and the ResNets (Keras Applications' .h5 has no key map).
-WITH_CHECKPOINTS = [n for n in WITH_REFERENCE if not n.startswith("resnet")]
+# No checkpoint import yet: AXSpine (none published), the ResNets (Keras Applications' .h5 has no key map)
+# and the VarGNet family (no public checkpoint; its reference rows are computed from the VarGNet digest).
+VARGNET = ("vargnetv2", "tinyvargnetv2", "mixvargenet")
+WITH_CHECKPOINTS = [n for n in WITH_REFERENCE if not n.startswith(("resnet",) + VARGNET)]
 REPGHOST = [n for n in EXPECTED_NAMES if n.startswith("repghostnet")]
 FAST_REFERENCE, SLOW_REFERENCE = split_sweep(WITH_REFERENCE)
 FAST_REPGHOST, SLOW_REPGHOST = split_sweep(REPGHOST)
