@@ -360,8 +360,9 @@ def rule_align_channels(spec, options, model, profile, params, notes):
             blocks.append(b)
             continue
         unit = alignment
-        if b.kind == "ir" and b.group_width:
-            unit = math.lcm(unit, b.group_width)
+        for width in (b.group_width, b.group_width2):  # ir / regnet_x / varg / mixvarge group widths
+            if width:
+                unit = math.lcm(unit, width)
         if b.kind == "conv" and b.groups > 1:
             unit = math.lcm(unit, b.groups)
         if b.kind == "shuffle_v2":

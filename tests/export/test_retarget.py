@@ -113,6 +113,18 @@ class ArchitectureLevelTest(tf.test.TestCase):
         self.assertIn("undone", change.reason)
         self.assertTrue(all(b.group_width == 0 for b in result.spec.blocks if b.kind == "ir"))
 
+    def test_alignment_keeps_vargnet_group_widths_whole(self):
+        # VargNetV2 x0.25 has 8-wide stages of 8-channel groups; aligned to M55H's 16 lanes they stay
+        # multiples of the group width, so the retargeted spec builds.
+        result = retarget.retarget("vargnetv2_025", "m55h", input_shape=(64, 64, 3), level="architecture")
+        change = next(c for c in result.changes if c.rule == "align_channels")
+        self.assertTrue(change.applied)
+        for b in result.spec.blocks:
+            self.assertEqual(b.out % 16, 0, b)
+            if b.group_width:
+                self.assertEqual(b.out % b.group_width, 0, b)
+        self.assertIsNotNone(kerasnets.get_model(spec=result.spec, input_shape=(64, 64, 3), classes=10))
+
     @pytest.mark.slow
     def test_activation_fallback_on_a_relu_only_profile(self):
         result = retarget.retarget("mobilenet_v2_035", "gyrfalcon", input_shape=(64, 64, 3), level="architecture")
