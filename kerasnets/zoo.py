@@ -542,3 +542,17 @@ RegNetX = _family(lambda flops="002", **o: (f"regnetx_{flops}", o), "")
 RegNetX.__doc__ = "RegNetX-200MF ('002') or -400MF ('004')."
 VGG16 = _family(lambda **o: ("vgg16", o), "vgg16")
 VGG16.__doc__ = "VGG16 (configuration D, no BN), classifier at any input size via adaptive pooling."
+ResNet50 = _family(lambda **o: ("resnet50", o), "resnet50")
+ResNet50.__doc__ = "ResNet-50 V1 with the layers of Keras Applications' ResNet50."
+ResNet50V2 = _family(lambda **o: ("resnet50_v2", o), "resnet50_v2")
+ResNet50V2.__doc__ = "ResNet-50 V2 (pre-activation) with the layers of Keras Applications' ResNet50V2."
+ResNet152V2 = _family(lambda **o: ("resnet152_v2", o), "resnet152_v2")
+ResNet152V2.__doc__ = "ResNet-152 V2 with the layers of Keras Applications' ResNet152V2."
+VargNetV2 = _family(lambda alpha=1.0, **o: (f"vargnetv2_{_pct(alpha)}", {**o, "alpha": alpha}), "vargnetv2_100")
+VargNetV2.__doc__ = ("Horizon's VargNetV2 at width alpha (registry: 0.25, 0.5, 1.0); counts from the VarGNet digest "
+                     "(see kerasnets.families.vargnetv2_spec).")
+TinyVargNetV2 = _family(lambda alpha=1.0, **o: (f"tinyvargnetv2_{_pct(alpha)}", {**o, "alpha": alpha}),
+                        "tinyvargnetv2_100")
+TinyVargNetV2.__doc__ = "Horizon's TinyVargNetV2 at width alpha (see kerasnets.families.tinyvargnetv2_spec)."
+MixVarGENet = _family(lambda **o: ("mixvargenet_100", o), "mixvargenet_100")
+MixVarGENet.__doc__ = "Horizon's MixVarGENet (see kerasnets.families.mixvargenet_spec)."

@@ -82,6 +82,11 @@ class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(kerasnets.ShuffleNetV1(0.5, groups=8, input_shape=(64, 64, 3)).name, "shufflenet_v1_g8_x0_5")
         g2 = kerasnets.ShuffleNetV1(1.0, groups=2, input_shape=(64, 64, 3), classes=3)
         self.assertEqual(g2.get_layer("stage3_block0_gconv2_conv").groups, 2)
+        # the families added later have constructors too, named as their registry entries
+        self.assertEqual(kerasnets.VargNetV2(0.5, input_shape=(64, 64, 3), classes=3).name, "vargnetv2_050")
+        self.assertEqual(kerasnets.VargNetV2(0.75, input_shape=(64, 64, 3), classes=3).name, "vargnetv2_075")
+        self.assertEqual(kerasnets.ResNet50V2(input_shape=(64, 64, 3), classes=3).name, "resnet50_v2")
+        self.assertEqual(kerasnets.MixVarGENet(input_shape=(64, 64, 3), classes=3).name, "mixvargenet_100")
 
 
 class WeightsTest(tf.test.TestCase):
