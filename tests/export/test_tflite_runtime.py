@@ -151,6 +151,22 @@ class ToleranceTest(tf.test.TestCase):
         with self.assertRaisesRegex(runtime.VerificationError, "float32 artifact disagrees with Keras: 0% of 20"):
             runtime.check_outputs(expected, got, "float32")
 
+    def test_near_ties_of_a_barely_trained_model_are_not_disagreements(self):
+        # Near-uniform scores over 10 classes (margins of 0.001-0.005) and int8-like noise of about two
+        # output steps: top-1 flips on most samples, all within the noise, and the artifact passes.
+        rng = np.random.default_rng(0)
+        expected = (0.1 + rng.uniform(-0.003, 0.003, (64, 10))).astype(np.float32)
+        got = expected + rng.uniform(-0.008, 0.008, expected.shape).astype(np.float32)
+        self.assertLess(np.mean(expected.argmax(1) == got.argmax(1)), 0.5)
+        report = runtime.check_outputs(expected, got, "int8", resolution=1 / 256)
+        self.assertEqual(report["top1_agreement"], 1.0)
+        # ... but a confident model's flips still count: margins of 0.8 against noise of 0.01.
+        confident = np.tile(np.array([[0.9, 0.1]], np.float32), (20, 1))
+        noisy = confident + np.float32(0.01)
+        noisy[:4] = [0.1, 0.9]
+        self.assertEqual(runtime.check_outputs(confident, noisy, "int8", raise_on_failure=False)["top1_agreement"],
+                         0.8)
+
     def test_systematic_error_fails_int8_with_the_figures_named(self):
         expected, got = self._outputs(swung=3)  # 85% within: below int8's 90%
         with self.assertRaisesRegex(runtime.VerificationError,
