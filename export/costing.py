@@ -253,16 +253,27 @@ def cpu_residual(table, feats):
     return float(np.exp(np.dot(w, table["log_ratio"]) / (w.sum() + table["prior"])))
 
 
+# The predictor that stands in for a kind a CPU profile has not fitted (followed until one is fitted;
+# ``add``, the cheapest element-wise kernel, ends every chain).
+CPU_FALLBACK = {"conv1x1": "conv", "group_conv": "conv", "depthwise": "conv", "dense": "conv",
+                "multiply": "add", "activation": "add", "softmax": "add", "concat": "add", "slice": "add",
+                "pad": "slice", "shuffle": "add", "max_pool": "add", "avg_pool": "add", "global_pool": "add",
+                "reshape": "add", "activation_hard_swish": "activation", "activation_hard_sigmoid": "activation",
+                "activation_sigmoid": "activation"}
+
+
+def cpu_predictor_used(kind, table):
+    """The predictor of ``table`` (a CPU profile's predictors of one precision) that costs ``kind``."""
+    used = kind
+    while used not in table:  # e.g. activation_hard_swish -> activation -> add
+        used = CPU_FALLBACK.get(used, "add")
+    return used
+
+
 def _cpu_row(op, profile, precision, speed_factor):
     table = profile["predictors"][precision]
     kind = cpu_predictor_kind(op)
-    fallback = {"conv1x1": "conv", "group_conv": "conv", "depthwise": "conv", "dense": "conv",
-                "multiply": "add", "activation": "add", "softmax": "add", "concat": "add", "slice": "add",
-                "pad": "slice", "shuffle": "add", "max_pool": "add", "avg_pool": "add", "global_pool": "add",
-                "reshape": "add"}
-    used = kind
-    while used not in table:  # e.g. activation_hard_swish -> activation -> add
-        used = "activation" if used.startswith("activation_") else fallback.get(used, "add")
+    used = cpu_predictor_used(kind, table)
     coef = table[used]
     feats = cpu_features(op, precision, coef.get("channel_align", 1))
     term = {name: coef.get(name, 0.0) * feats[f] for name, f in CPU_TERMS.items()}

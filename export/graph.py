@@ -20,6 +20,14 @@ L = keras.layers
 CONV_KINDS = ("conv", "depthwise", "group_conv", "dense")
 FUSABLE_ACTIVATIONS = ("relu", "relu6")
 FREE_KINDS = ("input", "identity")
+# Every kind :func:`analyze` gives an op: the one vocabulary of the estimator. Profiles list what an
+# NPU supports by these names (export.profiles.SUPPORT_OPS, the non-free ones), the NPU cost prices
+# each as a conv or a memory group, and the CPU predictors are keyed by them (export.costing.
+# cpu_predictor_kind); tests/export/test_op_kinds.py checks that all of them agree. "unknown" is a
+# layer the describer does not know (never placed on an NPU).
+OP_KINDS = FREE_KINDS + CONV_KINDS + ("batchnorm", "activation", "softmax", "add", "multiply", "concat", "slice",
+                                      "shuffle", "max_pool", "avg_pool", "global_pool", "adaptive_pool", "pad",
+                                      "reshape")
 
 
 @dataclasses.dataclass
