@@ -20,9 +20,14 @@
   near the measured kernels; and the whole networks fit the in-model context (a factor,
   a per-op and a per-parameter-byte term: kernels in a model are slower than alone).
 * :func:`validate_host_profile` converts zoo models at two resolutions in int8 and
-  float32, measures them in LiteRT in the same way and compares with the estimate:
-  share within +-10%, mean absolute % error, Spearman rank correlation, worst five. No
+  float32 and an anchor (mobilenet_v2_100 at 224x224), measures them all in LiteRT in the
+  same way, in one run, and compares with the estimate (:func:`summarize_validation`):
+  (a) each case's latency relative to the anchor, predicted against measured (share within
+  +-10%, target 90% per precision), (b) Spearman rank correlation (target 0.97), (c) the
+  absolute error and the measurement's own spread between repeat passes; worst five. No
   zoo model is used by the fit.
+
+The quick calibration (rescaling these predictors for another CPU) is :mod:`export.hostfit`.
 """
 import copy
 import dataclasses
@@ -153,7 +158,8 @@ def fit_profile_to_points(profile, points, free, iterations=400):
 
 # ---------------------------------------------------- host micro-benchmarks ----
 
-def _cbr(x, filters, k, s, groups=1):
+def conv_bn_relu6(x, filters, k, s, groups=1):
+    """Conv2D (no bias, 'same' padding) -> BatchNorm -> ReLU6: the conv kernel the calibration times."""
     x = L.Conv2D(filters, k, s, padding="same", groups=groups, use_bias=False)(x)
     x = L.BatchNormalization()(x)
     return L.ReLU(6.0)(x)
@@ -168,11 +174,11 @@ def kernel_specs(quick=False, samples=8, seed=0):
                                  (28, 64, 64, 3, 2), (14, 64, 128, 3, 1), (14, 128, 128, 3, 1), (7, 128, 256, 3, 1),
                                  (56, 24, 96, 3, 1), (28, 48, 192, 5, 1), (14, 96, 96, 5, 2), (32, 8, 16, 3, 1),
                                  (56, 32, 128, 3, 2), (28, 96, 96, 3, 1)):
-        specs.append(("conv", (res, res, cin), lambda x, cout=cout, k=k, s=s: _cbr(x, cout, k, s)))
+        specs.append(("conv", (res, res, cin), lambda x, cout=cout, k=k, s=s: conv_bn_relu6(x, cout, k, s)))
     for res, cin, cout in ((56, 16, 96), (56, 96, 24), (28, 32, 192), (28, 192, 32), (14, 64, 384), (14, 384, 64),
                            (7, 160, 960), (7, 960, 320), (56, 24, 144), (28, 144, 48), (14, 96, 576), (7, 320, 1280),
                            (112, 32, 16), (28, 116, 116)):
-        specs.append(("conv1x1", (res, res, cin), lambda x, cout=cout: _cbr(x, cout, 1, 1)))
+        specs.append(("conv1x1", (res, res, cin), lambda x, cout=cout: conv_bn_relu6(x, cout, 1, 1)))
     for res, c, k, s in ((112, 32, 3, 1), (112, 96, 3, 2), (56, 144, 3, 1), (28, 192, 3, 1), (14, 384, 3, 1),
                          (14, 576, 3, 1), (7, 960, 3, 1), (28, 144, 5, 1), (28, 240, 5, 2), (7, 672, 5, 1),
                          (56, 48, 3, 2), (14, 116, 3, 1)):
@@ -182,7 +188,7 @@ def kernel_specs(quick=False, samples=8, seed=0):
                                    (28, 96, 96, 4, 3), (28, 96, 96, 16, 3), (28, 96, 96, 32, 3), (14, 192, 192, 24, 3),
                                    (56, 64, 64, 8, 3), (28, 240, 60, 80, 1), (14, 480, 120, 160, 1), (28, 384, 96, 48, 1),
                                    (14, 96, 480, 32, 1), (7, 368, 368, 8, 3)):
-        specs.append(("group_conv", (res, res, cin), lambda x, cout=cout, cpg=cpg, k=k, cin=cin: _cbr(
+        specs.append(("group_conv", (res, res, cin), lambda x, cout=cout, cpg=cpg, k=k, cin=cin: conv_bn_relu6(
             x, cout, k, 1, groups=cin // cpg)))
     for cin, cout in ((1280, 1000), (1024, 1000), (576, 1024), (960, 1280), (512, 10), (2048, 1000), (4096, 1000),
                       (1280, 10)):
@@ -237,10 +243,10 @@ def _sampled_kernel_specs(rng, count, max_macs=1.5e8):
         if kind == "conv":
             cin, cout = (3 if rng.random() < 0.15 else ch(8, 256)), ch(8, 256)
             return cin * cout * k * k * res * res / s ** 2, (res, res, cin), \
-                lambda x: _cbr(x, cout, k, s)
+                lambda x: conv_bn_relu6(x, cout, k, s)
         if kind == "conv1x1":
             cin, cout = ch(8, 512), ch(8, 512)
-            return cin * cout * res * res, (res, res, cin), lambda x: _cbr(x, cout, 1, 1)
+            return cin * cout * res * res, (res, res, cin), lambda x: conv_bn_relu6(x, cout, 1, 1)
         if kind == "depthwise":
             c = ch(16, 960)
             return c * k * k * res * res / s ** 2, (res, res, c), lambda x: L.ReLU(6.0)(L.BatchNormalization()(
@@ -250,7 +256,7 @@ def _sampled_kernel_specs(rng, count, max_macs=1.5e8):
         cin = cpg * groups
         cout = cin if k == 3 else max(ch(16, 256) // groups, 1) * groups
         return cin * cout // groups * k * k * res * res, (res, res, cin), \
-            lambda x: _cbr(x, cout, k, 1, groups=groups)
+            lambda x: conv_bn_relu6(x, cout, k, 1, groups=groups)
 
     specs = []
     for _ in range(count):
@@ -308,14 +314,17 @@ def random_network_spec(rng, index=0):
     return ModelSpec(f"random_net{index}", tuple(blocks), top)
 
 
-def network_models(count=8, seed=1, max_macs=3e8):
+def network_models(count=8, seed=1, max_macs=3e8, sizes=None):
     """``count`` random networks (Keras models, see :func:`random_network_spec`) at random
-    input sizes from 64 to 160, each redrawn smaller while it exceeds ``max_macs``."""
+    input sizes from 64 to 160 (or at ``sizes[i]``), each redrawn smaller while it exceeds
+    ``max_macs``."""
     rng = np.random.default_rng(seed)
     models = []
     for i in range(count):
         spec = random_network_spec(rng, i)
         res = int(rng.choice([64, 80, 112, 144, 160]))
+        if sizes:
+            res = int(sizes[i % len(sizes)])
         while True:
             model = build_model(spec, keras.Input((res, res, 3), name="input"), classes=1000)
             if res <= 48 or cost.analyze(model).total_macs() <= max_macs:
@@ -335,7 +344,9 @@ def build_network(spec, size):
     return build_model(spec, keras.Input((size, size, 3), name="input"), classes=1000)
 
 
-def _kernel_model(shape, body, index):
+def kernel_model(shape, body, index):
+    """A one-kernel Keras model: ``body`` applied to an input of ``shape``, BatchNorm statistics randomized
+    (seeded by ``index``) so that folding them is not a no-op."""
     x = keras.Input(shape, name="input")
     model = keras.Model(x, body(x), name=f"kernel{index}")
     return randomize_batch_norm(model, seed=index, beta_std=0.3, mean_std=0.1)
@@ -344,12 +355,14 @@ def _kernel_model(shape, body, index):
 TIMED_PRECISIONS = ("int8", "float32")
 
 
-def _check_count(name, value, low=1):
+def check_count(name, value, low=1):
+    """Refuse (UsageError) ``value`` unless it is an integer >= ``low``; ``name`` names it."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UsageError(f"{name}={value!r} must be an integer >= {low}.")
 
 
-def _check_precisions(precisions):
+def check_precisions(precisions):
+    """Refuse (UsageError) anything but a non-empty list of the precisions timed on the host (int8, float32)."""
     if isinstance(precisions, str) or not isinstance(precisions, (list, tuple)) or not precisions:
         raise UsageError(f"precisions={precisions!r} must be a non-empty list of int8 and/or float32.")
     for precision in precisions:
@@ -431,15 +444,26 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
     of a one-op model, LiteRT's per-invoke overhead); the overhead per precision; and one
     dict per (network, precision) with the Keras ``model`` and its steady ``measured_ms``.
     """
-    _check_precisions(precisions)
+    check_precisions(precisions)
     for name, value, low in (("threads", threads, 1), ("rounds", rounds, 1), ("samples", samples, 1),
                              ("networks", networks, 0), ("seed", seed, 0)):
-        _check_count(name, value, low)
+        check_count(name, value, low)
     specs = kernel_specs(quick, samples=samples, seed=seed)
     nets = network_models(max(2, networks // 3) if quick else networks, seed=seed + 1)
-    kernels = [(kind, _kernel_model(shape, body, i)) for i, (kind, shape, body) in enumerate(specs)]
+    kernels = [(kind, kernel_model(shape, body, i)) for i, (kind, shape, body) in enumerate(specs)]
     for net in nets:
         kernels += [("network", sub) for sub, _ in network_kernels(net)]
+    return time_kernels(kernels, nets, precisions, threads=threads, rounds=rounds, log=log)
+
+
+def time_kernels(kernels, nets, precisions=("int8", "float32"), threads=1, rounds=15, log=None):
+    """Convert, load and time ``kernels`` (``(kind, Keras model)`` pairs) and whole networks
+    ``nets`` (Keras models with a ``kerasnets_spec``) in LiteRT, all interleaved in one run.
+
+    Returns ``(samples, overhead, networks)`` as :func:`run_microbenchmarks` describes; each
+    sample also records ``kernel``, the index of its model in ``kernels``.
+    """
+    check_precisions(precisions)
     interpreters, meta = {}, {}
     for precision in precisions:
         interpreters[("overhead", precision)] = litert_timing.load(_convert(_empty_model(), precision), threads)
@@ -449,7 +473,7 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
         for precision in precisions:
             interpreters[(i, precision)] = litert_timing.load(_convert(model, precision), threads)
             meta[(i, precision)] = dict(kind=cost.cpu_predictor_kind(ops[0]) if ops else kind, spec_kind=kind,
-                                        precision=precision, input=list(shape), ops=len(ops),
+                                        precision=precision, input=list(shape), ops=len(ops), kernel=i,
                                         **_sum_features(ops, precision))
         if log and (i + 1) % 50 == 0:
             log(f"converted {i + 1}/{len(kernels)} kernels")
@@ -498,7 +522,7 @@ def load_timings(path, threads=None):
     return samples, overhead, networks
 
 
-def _nnls_relative(features, targets):
+def nnls_relative(features, targets):
     """Non-negative least squares on relative error, by trying every subset of features."""
     a = features / targets[:, None]
     b = np.ones_like(targets)
@@ -560,7 +584,7 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
     in-model context (:func:`_fit_context`): kernels inside a model run slower than alone
     (cold weights and activations) and pay a per-op cost of their own.
     """
-    _check_count("threads", threads)
+    check_count("threads", threads)
     if not isinstance(samples, (list, tuple)) or not samples or not all(isinstance(s, dict) for s in samples):
         raise UsageError("samples must be the non-empty list of sample dicts run_microbenchmarks returns; measure "
                          "again.")
@@ -591,7 +615,7 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
                 x = np.array([[max(s["ops"], 1)] + [s.get(f, 0) for f in features] for s in padded], float)
                 used = [0] + [i + 1 for i in range(len(terms)) if x[:, i + 1].any()]
                 coef = np.zeros(x.shape[1])
-                coef[used] = _nnls_relative(x[:, used], t)
+                coef[used] = nnls_relative(x[:, used], t)
                 err = float(np.mean(np.abs(x @ coef / t - 1)))
                 if best is None or err < best[0] - 1e-3:
                     best = (err, align, x, coef, padded)
@@ -652,7 +676,7 @@ def _fit_context(data, networks):
         x = np.array([f for _, f in rows], float)
         target = np.maximum([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows],
                             1e-6)
-        factor, per_op_ms, per_mb_ms = _nnls_relative(x, target)
+        factor, per_op_ms, per_mb_ms = nnls_relative(x, target)
         factor = factor if factor > 0 else 1.0
         data["context_factor"][precision] = float(factor)
         data["context_per_op_s"][precision] = float(per_op_ms) * 1e-3
@@ -690,93 +714,211 @@ def _breakdown(result):
     return ", ".join(f"{k} {v / total:.0%}" for k, v in top)
 
 
+#: One zoo model per family: the validation's default model list (no zoo model is used by any fit).
+VALIDATION_MODELS = ("mobilenet_v2_035", "mobilenet_v2_100", "axspine_middle", "shufflenet_v1_g3_x1_0",
+                     "shufflenet_v2_x1_0", "ghostnet_100", "repghostnet_100", "efficientnet_edgetpu_s",
+                     "mobilenet_v3_large_100", "mobilenet_v3_small_100", "regnetx_002")
+#: The case every validation case is compared with, in the same precision and the same run: an
+#: estimator ranks architectures, and a ratio is what a shared machine measures steadily.
+ANCHOR = ("mobilenet_v2_100", 224)
+#: What the validation aims for: (a) share of cases whose predicted / measured latency relative to
+#: the anchor is within +-10%, each precision; (b) Spearman rank correlation, each precision.
+TARGETS = {"relative_within_10pct": 0.90, "spearman": 0.97}
+
+
+def summarize_validation(rows, anchor_rows, precisions):
+    """The validation summary of measured ``rows`` (zoo cases) against ``anchor_rows`` (one per precision).
+
+    Every row holds ``precision``, ``predicted_ms``, ``measured_ms`` and, when the run timed
+    more passes, ``pass_ms`` (every pass, the first one first; or ``repeat_ms``, the passes after
+    a first one of ``measured_ms``); the anchor rows hold the same. Adds
+    ``relative_error_pct`` to each row (predicted / measured of the case's latency relative to
+    its precision's anchor, minus 1) and returns ``{count, within_10pct, mean_abs_pct_error,
+    spearman}`` of the absolute error over all rows, the same per precision, ``relative`` (the
+    same figures relative to the anchor, per precision and ``all``), ``targets`` (met or not,
+    per precision) and, with more passes, ``repeat`` (how far the later passes' absolute and
+    relative measurements land from the first pass's: the measurement's own spread in this run).
+    """
+    anchors = {a["precision"]: a for a in anchor_rows}
+
+    def passes(row):
+        return row.get("pass_ms") or [row["measured_ms"]] + list(row.get("repeat_ms") or [])
+
+    for r in rows:
+        a = anchors.get(r["precision"])
+        if a is None:
+            raise UsageError(f"no anchor case measured in {r['precision']}; time the anchor in every precision.")
+        r["relative_predicted"] = r["predicted_ms"] / a["predicted_ms"]
+        r["relative_measured"] = r["measured_ms"] / a["measured_ms"]
+        r["relative_error_pct"] = 100 * (r["relative_predicted"] / r["relative_measured"] - 1)
+        mine, theirs = passes(r), passes(a)
+        if len(mine) > 1:
+            r["pass_relative"] = [m / am for m, am in zip(mine, theirs)]
+    summary = _error_summary([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
+    relative = {"all": _error_summary([r["relative_predicted"] for r in rows],
+                                      [r["relative_measured"] for r in rows])}
+    targets = {"relative_within_10pct": TARGETS["relative_within_10pct"], "spearman": TARGETS["spearman"],
+               "met": {}}
+    for precision in precisions:
+        sub = [r for r in rows if r["precision"] == precision]
+        if not sub:
+            continue
+        summary[precision] = _error_summary([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub])
+        rel = relative[precision] = _error_summary([r["relative_predicted"] for r in sub],
+                                                   [r["relative_measured"] for r in sub])
+        targets["met"][precision] = {
+            "relative_within_10pct": rel["within_10pct"] >= TARGETS["relative_within_10pct"],
+            "spearman": bool(rel["spearman"] >= TARGETS["spearman"])}
+    summary["relative"] = relative
+    summary["targets"] = targets
+    repeated = [r for r in rows if len(passes(r)) > 1]
+    if repeated:
+        firsts = [passes(r)[0] for r in repeated for _ in passes(r)[1:]]
+        again = [m for r in repeated for m in passes(r)[1:]]
+        spread = _error_summary(again, firsts)
+        rel_spread = _error_summary([m for r in repeated for m in r["pass_relative"][1:]],
+                                    [r["pass_relative"][0] for r in repeated for _ in r["pass_relative"][1:]])
+        estimate = _error_summary([r["predicted_ms"] for r in repeated for _ in passes(r)[1:]], again)
+        summary["repeat"] = {"passes": len(passes(repeated[0])), "within_10pct": spread["within_10pct"],
+                             "mean_abs_pct_diff": spread["mean_abs_pct_error"],
+                             "relative_within_10pct": rel_spread["within_10pct"],
+                             "relative_mean_abs_pct_diff": rel_spread["mean_abs_pct_error"],
+                             "estimate_within_10pct": estimate["within_10pct"],
+                             "estimate_mean_abs_pct_error": estimate["mean_abs_pct_error"]}
+    return summary
+
+
 def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128), precisions=("int8", "float32"),
-                          threads=1, rounds=15, repeats=1, log=None):
+                          threads=1, rounds=15, repeats=1, anchor=ANCHOR, log=None):
     """Estimate and measure zoo models in LiteRT in one run; returns the validation report dict.
 
-    Every case is converted and loaded first and all are timed together in interleaved
-    rounds (:func:`export.litert_timing.time_interleaved`), the measurement the fit uses.
-    With ``repeats`` > 1 the same loaded models are timed again that many times: the errors
-    are against the first pass, and ``summary["repeat"]`` says how far the later passes
-    land from it (the measurement's own spread within a run; separate runs of this VM spread
-    far more, see README).
+    Every case (``models``, default :data:`VALIDATION_MODELS`, at each of ``resolutions`` in
+    each precision) and the ``anchor`` (a model name and square size, default mobilenet_v2_100
+    at 224x224, added when the list lacks it) are converted and loaded first and all are timed
+    together in interleaved rounds (:func:`export.litert_timing.time_interleaved`), the
+    measurement the fit uses. The report scores (a) each case's latency relative to the anchor
+    of its precision, predicted against measured, (b) the Spearman rank correlation and (c) the
+    absolute error (:func:`summarize_validation`, against :data:`TARGETS`). With ``repeats`` > 1
+    the same loaded models are timed that many times (``pass_ms``): the errors are against each
+    case's fastest pass (a busy machine only ever slows a pass down), and ``summary["repeat"]``
+    says how far the later passes land from the first (the measurement's own spread within a
+    run, absolute and relative to the anchor).
     """
-    _check_precisions(precisions)
+    check_precisions(precisions)
     for name, value in (("threads", threads), ("rounds", rounds), ("repeats", repeats)):
-        _check_count(name, value)
+        check_count(name, value)
     if isinstance(resolutions, (str, int)) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 32
                                                       for r in resolutions):
         raise UsageError(f"resolutions={resolutions!r} must be a list of input sizes >= 32, e.g. (96, 128).")
+    if (not isinstance(anchor, (list, tuple)) or len(anchor) != 2 or not isinstance(anchor[0], str)
+            or isinstance(anchor[1], bool) or not isinstance(anchor[1], int) or anchor[1] < 32):
+        raise UsageError(f"anchor={anchor!r} must be a (model name, input size >= 32) pair, e.g. "
+                         f"{ANCHOR!r}.")
     profile = load_profile(profile)
-    models = list(models or kerasnets.list_models())
+    models = list(models or VALIDATION_MODELS)
+    anchor_name, anchor_res = anchor
+    added = anchor_name not in models
+    note = (f"anchor {anchor_name} at {anchor_res}x{anchor_res} " +
+            ("added: it is not in the model list" if added else "(from the model list)") +
+            "; every case is compared with it in its own precision")
+    if log:
+        log(note)
     cases, interpreters = [], {}
+
+    def add_case(name, res, is_anchor):
+        model = kerasnets.get_model(name, input_shape=(res, res, 3), classes=1000)
+        graph = cost.analyze(model)
+        for precision in precisions:
+            t0 = time.perf_counter()
+            est = cost.estimate_graph(graph, profile, precision)
+            interpreters[len(cases)] = litert_timing.load(_convert(model, precision, calibration=2), threads)
+            cases.append((name, res, precision, est, time.perf_counter() - t0, is_anchor))
+
+    add_case(anchor_name, anchor_res, True)
     for name in models:
         for res in resolutions:
-            model = kerasnets.get_model(name, input_shape=(res, res, 3), classes=1000)
-            graph = cost.analyze(model)
-            for precision in precisions:
-                t0 = time.perf_counter()
-                est = cost.estimate_graph(graph, profile, precision)
-                interpreters[len(cases)] = litert_timing.load(_convert(model, precision, calibration=2), threads)
-                cases.append((name, res, precision, est, time.perf_counter() - t0))
+            if (name, res) != (anchor_name, anchor_res):
+                add_case(name, res, False)
         if log:
             log(f"converted {name} at {', '.join(map(str, resolutions))}")
     passes = [litert_timing.time_interleaved(interpreters, rounds=rounds, log=log) for _ in range(max(repeats, 1))]
     timing = passes[0]
-    rows = []
-    for i, (name, res, precision, est, seconds) in enumerate(cases):
-        pred, measured = est["totals"]["latency_ms"], timing[i]["steady_ms"]
+    rows, anchor_rows = [], []
+    for i, (name, res, precision, est, seconds, is_anchor) in enumerate(cases):
+        pred, every = est["totals"]["latency_ms"], [p[i]["steady_ms"] for p in passes]
+        measured = min(every)
         row = {"model": name, "input": res, "precision": precision, "predicted_ms": pred, "measured_ms": measured,
                "median_ms": timing[i]["median_ms"], "error_pct": 100 * (pred / measured - 1),
                "windows": timing[i]["windows"], "macs": est["totals"]["macs"], "breakdown": _breakdown(est),
                "seconds": seconds}
         if len(passes) > 1:
-            row["repeat_ms"] = [p[i]["steady_ms"] for p in passes[1:]]
-        rows.append(row)
-        if log:
-            log(f"{name:26s} {res:4d} {precision:8s} predicted {pred:9.3f} ms measured "
-                f"{measured:9.3f} ms error {row['error_pct']:+6.1f}%")
-    summary = _error_summary([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
-    for precision in precisions:
-        sub = [r for r in rows if r["precision"] == precision]
-        if sub:
-            summary[precision] = _error_summary([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub])
-    if len(passes) > 1 and rows:
-        firsts = [r["measured_ms"] for r in rows for _ in r["repeat_ms"]]
-        again = [m for r in rows for m in r["repeat_ms"]]
-        spread = _error_summary(again, firsts)
-        estimate = _error_summary([r["predicted_ms"] for r in rows for _ in r["repeat_ms"]], again)
-        summary["repeat"] = {"passes": len(passes), "within_10pct": spread["within_10pct"],
-                             "mean_abs_pct_diff": spread["mean_abs_pct_error"],
-                             "estimate_within_10pct": estimate["within_10pct"],
-                             "estimate_mean_abs_pct_error": estimate["mean_abs_pct_error"]}
-    worst = sorted(rows, key=lambda r: -abs(r["error_pct"]))[:5]
+            row["pass_ms"] = every
+        (anchor_rows if is_anchor else rows).append(row)
+    if anchor_name in models and anchor_res in resolutions:
+        rows += [dict(r) for r in anchor_rows]  # also a case of the list (relative error 0 by definition)
+    summary = summarize_validation(rows, anchor_rows, precisions)
+    if log:
+        for r in rows:
+            log(f"{r['model']:26s} {r['input']:4d} {r['precision']:8s} predicted {r['predicted_ms']:9.3f} ms "
+                f"measured {r['measured_ms']:9.3f} ms error {r['error_pct']:+6.1f}%, relative to the anchor "
+                f"{r['relative_error_pct']:+6.1f}%")
+    worst = sorted(rows, key=lambda r: -abs(r["relative_error_pct"]))[:5]
     for r in worst:
-        r["reason"] = (f"{'over' if r['error_pct'] > 0 else 'under'}-predicted by {abs(r['error_pct']):.0f}%; "
-                       f"predicted time is {r['breakdown']}")
+        r["reason"] = (f"relative to the anchor {'over' if r['relative_error_pct'] > 0 else 'under'}-predicted by "
+                       f"{abs(r['relative_error_pct']):.0f}%, absolute {r['error_pct']:+.0f}%; predicted time is "
+                       f"{r['breakdown']}")
     return {"profile": profile.name, "threads": threads, "resolutions": list(resolutions),
             "precisions": list(precisions), "method": f"LiteRT, {threads} thread(s), {rounds} interleaved rounds of "
-            f"3 windows of 10 invokes per case, 10th percentile of the window medians; estimate from profile "
-            f"{profile.name}",
+            f"3 windows of 10 invokes per case, 10th percentile of the window medians, fastest of {len(passes)} "
+            f"pass(es); "
+            f"estimate from profile {profile.name}",
+            "anchor": {"model": anchor_name, "input": anchor_res, "added": added, "note": note, "rows": anchor_rows},
+            "fitted_on": profile.data.get("measured_on"), "measured_here": machine(),
             "summary": summary, "worst": worst, "rows": rows}
 
 
+def _met(flag):
+    return "met" if flag else "MISSED"
+
+
 def format_validation(report):
-    s = report["summary"]
-    lines = [f"host CPU validation: {s['count']} model/size/precision cases, {report['method']}",
-             f"within +-10%: {s['within_10pct']:.0%}   mean |error|: {s['mean_abs_pct_error']:.1f}%   "
-             f"Spearman: {s['spearman']:.3f}"]
+    """The validation report as text: (a) relative to the anchor, (b) rank, (c) absolute and the spread."""
+    s, a, t = report["summary"], report["anchor"], report["summary"]["targets"]
+    rel = s["relative"]
+    lines = [f"host CPU validation: {s['count']} model/size/precision cases + the anchor, {report['method']}",
+             a["note"] + ".",
+             f"(a) predicted / measured latency relative to the anchor (target: >= {t['relative_within_10pct']:.0%} "
+             f"of cases within +-10%, each precision):"]
+    for p in report["precisions"]:
+        if p in rel:
+            lines.append(f"  {p:8s} within +-10%: {rel[p]['within_10pct']:.0%} "
+                         f"({_met(t['met'][p]['relative_within_10pct'])})  mean |error|: "
+                         f"{rel[p]['mean_abs_pct_error']:.1f}%  ({rel[p]['count']} cases)")
+    lines.append(f"(b) Spearman rank correlation (target: >= {t['spearman']:.2f}, each precision): " + ", ".join(
+        f"{p} {rel[p]['spearman']:.3f} ({_met(t['met'][p]['spearman'])})" for p in report["precisions"] if p in rel)
+        + f"; all cases {s['spearman']:.3f}")
+    lines.append(f"(c) absolute latency (no target: a shared machine's speed moves between runs): within +-10%: "
+                 f"{s['within_10pct']:.0%}   mean |error|: {s['mean_abs_pct_error']:.1f}%")
     for p in report["precisions"]:
         if p in s:
             lines.append(f"  {p:8s} within +-10%: {s[p]['within_10pct']:.0%}  mean |error|: "
-                         f"{s[p]['mean_abs_pct_error']:.1f}%  Spearman: {s[p]['spearman']:.3f}")
+                         f"{s[p]['mean_abs_pct_error']:.1f}%")
     if "repeat" in s:
         r = s["repeat"]
-        lines.append(f"same models timed again ({r['passes'] - 1} more pass(es)): within +-10% of the first pass: "
-                     f"{r['within_10pct']:.0%}, mean |difference| {r['mean_abs_pct_diff']:.1f}%; estimate against "
-                     f"the later pass(es): within +-10%: {r['estimate_within_10pct']:.0%}, mean |error| "
-                     f"{r['estimate_mean_abs_pct_error']:.1f}%")
-    lines.append("worst five:")
+        lines.append(f"    measurement spread in this run ({r['passes'] - 1} more pass(es) over the same loaded "
+                     f"models): absolute within +-10% of the first pass: {r['within_10pct']:.0%}, mean |difference| "
+                     f"{r['mean_abs_pct_diff']:.1f}%; relative to the anchor: within +-10%: "
+                     f"{r['relative_within_10pct']:.0%}, mean |difference| {r['relative_mean_abs_pct_diff']:.1f}%; "
+                     f"estimate against the later pass(es): within +-10%: {r['estimate_within_10pct']:.0%}, mean "
+                     f"|error| {r['estimate_mean_abs_pct_error']:.1f}%")
+    else:
+        lines.append("    measurement spread in this run: not measured (one pass; time the models again with "
+                     "repeats >= 2 to see it)")
+    fitted = (report.get("fitted_on") or {}).get("processor")
+    here = (report.get("measured_here") or {}).get("processor")
+    if fitted and here and fitted != here:
+        lines.append(f"note: profile {report['profile']} was fitted on {fitted}, this machine is {here}.")
+    lines.append("worst five (relative to the anchor):")
     for r in report["worst"]:
         lines.append(f"  {r['model']} {r['input']}x{r['input']} {r['precision']}: predicted {r['predicted_ms']:.2f} ms, "
                      f"measured {r['measured_ms']:.2f} ms ({r['reason']})")

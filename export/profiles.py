@@ -91,7 +91,7 @@ NPU_FIELDS = {
 CPU_FIELDS = {
     "": COMMON_FIELDS + ("threads", "measured_on", "invoke_overhead_s", "peak_macs_per_s", "predictors",
                          "residuals", "fit", "context_factor", "context_fit", "context_per_op_s",
-                         "context_per_param_byte_s"),
+                         "context_per_param_byte_s", "calibration"),
     "invoke_overhead_s": PRECISIONS,
     "peak_macs_per_s": PRECISIONS,
     "predictors": PRECISIONS,

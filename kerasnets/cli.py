@@ -27,6 +27,8 @@ TRAINING_INPUT_SIZE = (32, 32)
 # name -> (kind, default, help, extra keyword arguments, aliases)
 SHARED_FLAGS = {
     "model": ("string", "mobilenet_v2_035", "Zoo model name (kerasnets-zoo lists them).", {}, ()),
+    "spec": ("string", None, "A spec JSON to build instead of --model (kerasnets-retarget --out, kerasnets-search; "
+             "kerasnets.spec.save_spec); its stored build options apply.", {}, ()),
     "input_size": ("string", None, "Input size HEIGHTxWIDTH (or S for square). Unset: the model's published size "
                    "(kerasnets-zoo) in the export scripts; 32x32 in the training scripts (train, quantize, run).",
                    {}, ()),
@@ -77,6 +79,19 @@ def define_flags(*names):
         getattr(flags, f"DEFINE_{kind}")(name, default, help_text, **extra)
         for alias in aliases:
             flags.DEFINE_alias(alias, name)
+
+
+def model_flags():
+    """``(name, spec_path)`` that ``--model`` / ``--spec`` name: ``(FLAGS.model, None)``, or with ``--spec``
+    ``(the spec's model name, path)`` after the file is read and checked (one sentence on a bad file).
+    Both flags given: UsageError."""
+    spec = FLAGS.spec if "spec" in FLAGS else None
+    if not spec:
+        return FLAGS.model, None
+    if FLAGS["model"].present:
+        raise UsageError(f"--model={FLAGS.model} and --spec={spec} both name the model; pass one of them.")
+    from kerasnets.spec import load_spec
+    return load_spec(spec)[0].name, spec
 
 
 def verbosity():

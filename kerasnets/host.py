@@ -1,4 +1,5 @@
 """Identity of the machine a measurement ran on (recorded beside every timing)."""
+import importlib.metadata
 import os
 import platform
 
@@ -15,6 +16,16 @@ def cpu_name():
     return platform.processor() or "unknown"
 
 
+def litert_version():
+    """The installed LiteRT (``ai-edge-litert``) version, read from the package metadata without importing it,
+    or 'unknown'."""
+    try:
+        return importlib.metadata.version("ai-edge-litert")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def machine():
-    """``{"machine", "processor", "cores"}`` of this host."""
-    return {"machine": platform.machine(), "processor": cpu_name(), "cores": os.cpu_count()}
+    """``{"machine", "processor", "cores", "litert"}`` of this host."""
+    return {"machine": platform.machine(), "processor": cpu_name(), "cores": os.cpu_count(),
+            "litert": litert_version()}

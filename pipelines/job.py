@@ -20,9 +20,10 @@ import numpy as np
 
 import kerasnets
 from kerasnets import forms as kn_forms
-from export import cost, partition, profiles, report, runtime, tflite
+from export import cost, hostfit, partition, profiles, report, runtime, tflite
 from kerasnets.host import cpu_name
 from kerasnets.io import atomic_write, plain
+from kerasnets.spec import load_spec
 from pipelines import data as data_lib
 from pipelines import checks, evaluate, qat, train
 from pipelines.errors import CheckpointError, ConfigError
@@ -41,6 +42,7 @@ class JobConfig:
     input_size: tuple = (32, 32)
     overrides: dict = dataclasses.field(default_factory=dict)
     weights: str = ""                # a checkpoint to fine-tune from (see pipelines.train.TrainConfig.weights)
+    spec: str = ""                   # a spec JSON built instead of the zoo model (see TrainConfig.spec)
     epochs: int = 3
     qat_epochs: int = 1
     quantization: str = "qat"
@@ -60,8 +62,12 @@ class JobConfig:
     def check(self):
         """Check every field's type and range, the model name, the profile (an NPU profile: the job partitions
         for it) and the policy, and read ``weights`` when given; :class:`ConfigError` in one sentence. Returns self."""
+        self.spec = checks.text("spec", self.spec or "", empty_ok=True,
+                                fix="pass the path of a spec JSON, or '' for the zoo model")
+        if self.spec:
+            self.model = load_spec(self.spec)[0].name  # the file's own checks, one sentence each
         self.model = checks.text("model", self.model, fix="pass a zoo model name (kerasnets-zoo lists them)")
-        if self.model not in kerasnets.list_models():
+        if not self.spec and self.model not in kerasnets.list_models():
             raise ConfigError(f"model {self.model!r} is not in the zoo; pick one of kerasnets.list_models() "
                               "(kerasnets-zoo lists them).")
         self.dataset = checks.text("dataset", self.dataset,
@@ -108,7 +114,7 @@ class JobConfig:
 
     def train_config(self):
         return train.TrainConfig(model=self.model, input_size=self.input_size, overrides=dict(self.overrides),
-                                 weights=self.weights,
+                                 weights=self.weights, spec=self.spec,
                                  epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                                  seed=self.seed, verbose=self.verbose, tensorboard=True).check()
 
@@ -121,6 +127,7 @@ class _Run:
     def __init__(self, config, out_dir, log):
         self.config, self.out, self.log = config, out_dir, log
         self.resumed = False
+        self.calibrate_host = True   # quick-calibrate a host_cpu profile fitted elsewhere (run_job's calibrate_host)
         self._cache = {}
 
     def path(self, *parts):
@@ -272,6 +279,9 @@ def _check_resume(config, out_dir, restart):
     if theirs is None:
         return False
     mine_cmp = json.loads(json.dumps(dataclasses.asdict(config)))
+    # A field the stored job predates held its default then.
+    defaults = json.loads(json.dumps(dataclasses.asdict(JobConfig())))
+    theirs = {**{k: v for k, v in defaults.items() if k not in theirs}, **theirs}
     changed = [k for k in mine_cmp if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine_cmp[k]]
     if changed:
         k = changed[0]
@@ -455,8 +465,12 @@ def _estimate(run):
     deployed = kerasnets.deploy(run.float_model())
     by_form = {}
     out = {}
+    # The host CPU is estimated with a profile for this machine: host_cpu as found when it was fitted on this CPU
+    # with these threads and this LiteRT, else a quick calibration (cached per machine; export.hostfit).
+    host = hostfit.host_profile(threads=run.config.threads, allow_calibration=run.calibrate_host,
+                                log=lambda m: run.log(f"  host_cpu: {m}"))
     for name in profiles.list_profiles():
-        profile = profiles.load_profile(name)
+        profile = host.profile if name == "host_cpu" else profiles.load_profile(name)
         # Each profile is estimated with its grouped convs in the form it takes (the one its export would use).
         form = train.choose_forms(run.forms()["grouped_convs"], profile=profile)["export"]["group_conv"]
         if form not in by_form:
@@ -472,6 +486,9 @@ def _estimate(run):
                         "npu_ops": t.get("npu_ops"), "cpu_ops": t.get("cpu_ops"), "group_conv": form}
             if not profile.is_npu:
                 out[key]["fitted_on"] = profile.data.get("measured_on", {}).get("processor")
+            if name == "host_cpu":
+                out[key]["host_profile"] = {"source": host.source, "path": host.path, "notes": host.messages,
+                                            "measured_on": profile.data.get("measured_on")}
             if name == run.config.partition_profile:
                 out[key]["top_layers"] = [
                     {k: r[k] for k in ("name", "kind", "placement", "latency_ms", "bound", "reason")}
@@ -528,7 +545,7 @@ _FUNCTIONS = {"train_float": _train_float, "quantize": _quantize, "export": _exp
               "verify": _verify, "benchmark": _benchmark, "estimate": _estimate, "report": _report}
 
 
-def run_job(config, out_dir, restart=False, log=print, calibration_exact=False):
+def run_job(config, out_dir, restart=False, log=print, calibration_exact=False, calibrate_host=True):
     """Run (or resume) the end-to-end job into ``out_dir``; returns the summary dict.
 
     Args:
@@ -539,10 +556,14 @@ def run_job(config, out_dir, restart=False, log=print, calibration_exact=False):
       log: where progress lines go.
       calibration_exact: refuse a ``calibration_count`` larger than the training split (the
         script does when --calibration_count is given) instead of calibrating on the whole split.
+      calibrate_host: when the host_cpu profile was fitted on another CPU (or with other threads or
+        another LiteRT), the estimate step quick-calibrates it here once and caches it
+        (:func:`export.hostfit.host_profile`); False estimates with the profile as found.
 
     Everything is checked first (:func:`prepare`); nothing is written before that passes.
     """
     run = prepare(config, out_dir, restart, log, calibration_exact)
+    run.calibrate_host = bool(calibrate_host)
     resumed = run.resumed
     _start(config, out_dir, restart)
     log(f"kerasnets-run: {config.model} on {config.dataset} at {config.input_size[0]}x{config.input_size[1]}, "

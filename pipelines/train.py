@@ -24,9 +24,11 @@ import kerasnets
 from kerasnets import forms as kn_forms
 from kerasnets import layers as kn_layers
 from kerasnets.backend import keras, tf
+from kerasnets.checkpoints import is_checkpoint
 from kerasnets.errors import path_error
 from kerasnets.io import write_json
 from kerasnets.resources import check_fits_memory
+from kerasnets.spec import load_spec
 from pipelines import checks
 from pipelines import data as data_lib
 from pipelines.errors import CheckpointError, ConfigError
@@ -62,12 +64,19 @@ class TrainConfig:
     # or .pth, a Hugging Face snapshot folder, a Keras Applications .h5, hf://timm/<name>); "" = random.
     # With it, the default normalization becomes the checkpoint's (kerasnets.preprocessing_for).
     weights: str = ""
+    # A spec JSON (kerasnets.spec.save_spec: kerasnets-retarget --out, kerasnets-search) built instead of the
+    # zoo model ``model``; "" = the zoo model. With it, ``model`` becomes the spec's model name.
+    spec: str = ""
 
     def check(self):
         """Check every field's type and range (:class:`ConfigError`, one sentence naming it) and return self.
 
         With ``weights`` this reads the checkpoint, so a bad one is refused here, before any training.
         """
+        self.spec = checks.text("spec", self.spec or "", empty_ok=True,
+                                fix="pass the path of a spec JSON, or '' for the zoo model")
+        if self.spec:
+            self.model = load_spec(self.spec)[0].name  # the file's own checks, one sentence each
         self.model = checks.text("model", self.model, fix="pass a zoo model name (kerasnets-zoo lists them)")
         hw = input_size_pair(self.input_size)
         if not isinstance(self.input_size, (int, np.integer)):
@@ -103,10 +112,18 @@ class TrainConfig:
         self.weights = checks.text("weights", self.weights, empty_ok=True,
                                    fix="pass a checkpoint path or hf:// id, or '' for random initialisation")
         if self.weights:
+            if self.spec and is_checkpoint(self.weights):
+                raise ConfigError(f"weights={self.weights!r} is a checkpoint to import, which needs a zoo model, "
+                                  f"not spec={self.spec!r}; pass Keras weights saved from the spec's model, or "
+                                  "the zoo model name.")
             if self.normalization == data_lib.DEFAULT_NORMALIZATION:
                 self.normalization = checkpoint_normalization(self.model, self.weights, self.overrides)
         data_lib.check_normalization(self.normalization)
         return self
+
+    def model_source(self):
+        """``get_model`` arguments naming the model: ``{"name": model}``, or ``{"spec": path}`` with a spec file."""
+        return {"spec": self.spec} if self.spec else {"name": self.model}
 
     @property
     def input_hw(self):
@@ -473,7 +490,7 @@ def check_model(config, num_classes):
     """Build ``config.model`` once, without weights, to refuse bad ``overrides`` (get_model's own checks) and an
     input size or batch whose activations exceed this machine's memory (:func:`kerasnets.resources.check_fits_memory`)
     before any training. Returns the model (random weights, ``num_classes`` outputs)."""
-    model = kerasnets.get_model(config.model, input_shape=config.input_hw + (3,), classes=num_classes,
+    model = kerasnets.get_model(**config.model_source(), input_shape=config.input_hw + (3,), classes=num_classes,
                                 **config.overrides)
     check_fits_memory(model, config.batch_size)
     return model
@@ -482,8 +499,8 @@ def check_model(config, num_classes):
 def default_model_fn(config, num_classes):
     """Builds ``config.model`` for ``num_classes`` (from ``config.weights`` where given)."""
     def build():
-        return kerasnets.get_model(config.model, input_shape=config.input_hw + (3,), classes=num_classes,
-                                   weights=config.weights or None, **config.overrides)
+        return kerasnets.get_model(**config.model_source(), input_shape=config.input_hw + (3,),
+                                   classes=num_classes, weights=config.weights or None, **config.overrides)
     return build
 
 

@@ -4,13 +4,20 @@ Predicts how fast a zoo model runs on a hardware profile, layer by layer, with t
 for each layer's cost and where it runs (the partitioner's ``max_npu`` placement unless
 ``--policy`` says otherwise). ``--chart=FILE.png`` draws the per-layer cost.
 
-`kerasnets-estimate --calibrate [--threads=N] [--quick] [--networks=16] [--profile_out=PATH] [--samples=PATH]
+`kerasnets-estimate --calibrate[=full|quick] [--threads=N] [--networks=16] [--profile_out=PATH] [--samples=PATH]
 [--validate]`
-micro-benchmarks kernels and random networks in LiteRT on this machine (about 10 minutes;
-``--samples`` keeps the timings to refit from later), fits the ``host_cpu`` profile and
-writes it (default: $KERASNETS_PROFILE_DIR/host_cpu.json, else
-~/.config/kerasnets/profiles/host_cpu.json; the profile loader searches both before the
-shipped profiles); ``--validate`` adds the validation report.
+fits the ``host_cpu`` profile to this machine and writes it (default:
+$KERASNETS_PROFILE_DIR/host_cpu.json, else ~/.config/kerasnets/profiles/host_cpu.json; the
+profile loader searches both before the shipped profiles). ``--calibrate`` (= ``full``)
+micro-benchmarks kernels and random networks in LiteRT (about 10 minutes; ``--samples`` keeps
+the timings to refit from later); ``--calibrate=quick`` (alias: ``--calibrate --quick``) times
+a small fixed set of kernels and three random networks (one or two minutes) and rescales the
+shipped predictors per kernel kind (:mod:`export.hostfit`).
+
+`kerasnets-estimate --validate [--profile=host_cpu] [--validate_models=a,b,...] [--repeats=2] [--threads=N]`
+(also after ``--calibrate``, on the profile it wrote) times zoo models together with the anchor
+(mobilenet_v2_100 at 224x224, added when the list lacks it) in one run and reports the error
+relative to the anchor, the rank correlation, the absolute error and the measurement's spread.
 """
 import json
 import os
@@ -18,48 +25,103 @@ import sys
 
 from absl import flags
 
-from export import calibrate, cost, placement
+from export import calibrate, cost, hostfit, placement
 from export.cli import zoo_model
 from export.profiles import USER_PROFILE_DIR, load_profile
 from export.report import plot_estimate
-from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.errors import UsageError
 from kerasnets.io import atomic_write
 
 FLAGS = flags.FLAGS
-define_flags("model", "input_size", "profile", "threads", "policy", "classes", "shuffle", "group_conv", "json")
+define_flags("model", "spec", "input_size", "profile", "threads", "policy", "classes", "shuffle", "group_conv", "json")
 flags.DEFINE_string("precision", None, "int8 or float32; int8 on NPU profiles, float32 on the CPU by default.")
 flags.DEFINE_integer("top", 0, "Show only the N most expensive layers (0 = all).", lower_bound=0)
 flags.DEFINE_string("chart", None, "Write a PNG chart of per-layer cost to this path.")
-flags.DEFINE_bool("calibrate", False, "Fit the host_cpu profile from LiteRT micro-benchmarks on this machine.")
-flags.DEFINE_bool("quick", False, "With --calibrate: a third of the kernels and networks (a few minutes).")
-flags.DEFINE_bool("validate", False, "With --calibrate: also run the validation report over the zoo.")
+
+
+class _CalibrationParser(flags.ArgumentParser):
+    """``--calibrate`` alone (or ``=full``) is the full fit, ``--calibrate=quick`` the quick one."""
+
+    def parse(self, argument):
+        if argument is None or isinstance(argument, bool):
+            return "full" if argument else None
+        value = str(argument).strip().lower()
+        if value in ("true", "1", "full"):
+            return "full"
+        if value == "quick":
+            return "quick"
+        if value in ("false", "0", "none", ""):
+            return None
+        raise ValueError(f"--calibrate={argument} is not full or quick; write --calibrate (the full fit) or "
+                         "--calibrate=quick")
+
+    def flag_type(self):
+        return "string"
+
+
+flags.DEFINE_flag(flags.Flag(
+    _CalibrationParser(), flags.ArgumentSerializer(), "calibrate", None,
+    "Fit the host_cpu profile to this machine: --calibrate (= full: LiteRT micro-benchmarks, about 10 minutes) or "
+    "--calibrate=quick (rescale the shipped predictors from a few kernels and networks, one or two minutes).",
+    boolean=True))
+flags.DEFINE_bool("quick", False, "With --calibrate: the same as --calibrate=quick.")
+flags.DEFINE_bool("validate", False, "Time zoo models and the anchor (mobilenet_v2_100 at 224x224) in LiteRT and "
+                  "report the estimate's error relative to the anchor, its rank correlation, its absolute error and "
+                  "the measurement's spread; validates --profile (default host_cpu), or the profile --calibrate "
+                  "wrote.")
+flags.DEFINE_list("validate_models", None, "With --validate: the zoo models (default: one per family, "
+                  "export.calibrate.VALIDATION_MODELS); the anchor is added when missing.")
+flags.DEFINE_integer("repeats", 2, "With --validate: timing passes over the same loaded models (the later ones "
+                     "show the measurement's spread within the run).", lower_bound=1)
 flags.DEFINE_string("profile_out", None, "With --calibrate: where to write the fitted host_cpu profile.")
-flags.DEFINE_integer("networks", 16, "With --calibrate: how many random networks to time whole and to draw kernels "
-                     "from (about 40 s each on 2 cores).", lower_bound=3)
-flags.DEFINE_string("samples", None, "With --calibrate: read the timings from this file if it exists (refit without "
-                    "measuring again), else measure and save them there.")
+flags.DEFINE_integer("networks", 16, "With --calibrate=full: how many random networks to time whole and to draw "
+                     "kernels from (about 40 s each on 2 cores).", lower_bound=3)
+flags.DEFINE_string("samples", None, "With --calibrate=full: read the timings from this file if it exists (refit "
+                    "without measuring again), else measure and save them there.")
 
 
-# Flags that only mean something with --calibrate, and flags that only mean something without it.
-CALIBRATE_FLAGS = ("quick", "validate", "profile_out", "networks", "samples")
+# Flags that only mean something with --calibrate (the full fit), with --validate, and without either.
+CALIBRATE_FLAGS = ("quick", "profile_out", "networks", "samples")
+FULL_FLAGS = ("networks", "samples")
+VALIDATE_FLAGS = ("validate_models", "repeats")
 ESTIMATE_FLAGS = ("model", "profile", "precision", "top", "chart", "policy", "input_size", "shuffle", "group_conv",
                   "classes")
 # A chart is a small PNG; refuse a disk with less free than this.
 CHART_BYTES = 4 << 20
 
 
+def _calibration():
+    """The calibration the flags ask for: None, 'full' or 'quick' (--quick is --calibrate=quick)."""
+    if FLAGS.calibrate and FLAGS.quick:
+        return "quick"
+    return FLAGS.calibrate
+
+
 def _check_flag_combination():
     """Refuse flags the chosen step ignores: silently ignoring them would hide a mistake."""
-    if FLAGS.calibrate:
-        given = [f for f in ESTIMATE_FLAGS if FLAGS[f].present]
+    mode = _calibration()
+    if mode or FLAGS.validate:
+        step = "--calibrate" if mode else "--validate"
+        allowed = ("profile",) if not mode else ()
+        given = [f for f in ESTIMATE_FLAGS if FLAGS[f].present and f not in allowed]
         if given:
-            raise UsageError(f"--{given[0]} does not apply with --calibrate, which fits the host_cpu profile; drop "
-                             f"--{given[0]} or --calibrate.")
-    else:
+            raise UsageError(f"--{given[0]} does not apply with {step}, which "
+                             f"{'fits' if mode else 'validates'} the host_cpu profile; drop --{given[0]} or "
+                             f"{step}.")
+    if not mode:
         given = [f for f in CALIBRATE_FLAGS if FLAGS[f].present]
         if given:
             raise UsageError(f"--{given[0]} only applies with --calibrate; add --calibrate or drop --{given[0]}.")
+    elif mode == "quick":
+        given = [f for f in FULL_FLAGS if FLAGS[f].present]
+        if given:
+            raise UsageError(f"--{given[0]} applies to the full fit only, not --calibrate=quick; drop --{given[0]} "
+                             "or use --calibrate.")
+    if not FLAGS.validate:
+        given = [f for f in VALIDATE_FLAGS if FLAGS[f].present]
+        if given:
+            raise UsageError(f"--{given[0]} only applies with --validate; add --validate or drop --{given[0]}.")
 
 
 def _check_threads(profile):
@@ -68,47 +130,95 @@ def _check_threads(profile):
                          f"{FLAGS.threads}; recalibrate with --calibrate --threads={FLAGS.threads} or drop --threads.")
 
 
+def _log():
+    return (lambda m: print(m, file=sys.stderr, flush=True)) if not FLAGS.json else None
+
+
 def _calibrate():
     out = FLAGS.profile_out or os.path.join(os.environ.get("KERASNETS_PROFILE_DIR") or USER_PROFILE_DIR,
                                             "host_cpu.json")
     zoo_model.check_output_file(out, "profile_out", "FILE.json")
     zoo_model.check_space(out, 16 << 20, "profile_out")
-    if FLAGS.samples:
-        if os.path.isdir(FLAGS.samples):
-            raise UsageError(f"--samples={FLAGS.samples!r} is a folder; pass a timings file (read when it exists, "
-                             "written after measuring otherwise).")
-        if not os.path.exists(FLAGS.samples):
-            zoo_model.check_output_file(FLAGS.samples, "samples", "FILE.json")
-    log = (lambda s: print(s, file=sys.stderr)) if not FLAGS.json else None
-    if FLAGS.samples and os.path.exists(FLAGS.samples):
-        samples, overhead, networks = calibrate.load_timings(FLAGS.samples, threads=FLAGS.threads)
-    else:
-        samples, overhead, networks = calibrate.run_microbenchmarks(threads=FLAGS.threads, quick=FLAGS.quick,
-                                                                  networks=FLAGS.networks, log=log)
-        if FLAGS.samples:
-            zoo_model.writing(FLAGS.samples, lambda: calibrate.save_timings(FLAGS.samples, samples, overhead,
-                                                                            networks, threads=FLAGS.threads))
-    data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads, networks=networks)
-    zoo_model.writing(out, lambda: atomic_write(out, json.dumps(data, indent=1) + "\n"))
-    result = {"profile_out": out, "samples": len(samples), "fit": data["fit"]}
-    if FLAGS.validate:
-        report = calibrate.validate_host_profile(out, threads=FLAGS.threads, log=log)
-        result["validation"] = {k: report[k] for k in ("summary", "worst", "method")}
+    log = _log()
+    if _calibration() == "quick":
+        data = hostfit.quick_calibrate(threads=FLAGS.threads, log=log)
+        zoo_model.writing(out, lambda: atomic_write(out, json.dumps(data, indent=1) + "\n"))
+        result = {"profile_out": out, "calibration": "quick", "measured_on": data["measured_on"],
+                  "seconds": data["calibration"]["seconds"], "scales": data["calibration"]["scales"],
+                  "context_scale": data["calibration"]["context_scale"], "fit": data["fit"],
+                  "networks": data["context_fit"]}
         if not FLAGS.json:
-            print(calibrate.format_validation(report))
+            c = data["calibration"]
+            print(f"host_cpu profile quick-calibrated in {c['seconds']} s ({c['kernels']} kernels, {c['networks']} "
+                  f"networks, {data['measured_on']['processor']}, {FLAGS.threads} thread(s), LiteRT "
+                  f"{data['measured_on']['litert']}), written to {out}")
+            for key, v in sorted(data["fit"].items()):
+                f = v["scale"]
+                source = "" if f["source"] == key.split("/")[0] else f" (from the {f['source']} predictor)"
+                print(f"  {key:30s} {v['samples']:2d} kernels, per MAC x{f['mac']:.3g}, fixed x{f['fixed']:.3g}, "
+                      f"other terms x{f['rest']:.3g}{source}; mean |error| {v['before_mean_abs_pct_error']:.1f}% -> "
+                      f"{v['mean_abs_pct_error']:.1f}%")
+            for n in data["context_fit"]:
+                print(f"  network {n['network']} {n['input'][0]}x{n['input'][1]} {n['precision']:8s} measured "
+                      f"{n['measured_ms']:.3f} ms, shipped profile {n['shipped_predicted_ms']:.3f} ms, quick "
+                      f"calibration {n['fitted_ms']:.3f} ms")
+    else:
+        if FLAGS.samples:
+            if os.path.isdir(FLAGS.samples):
+                raise UsageError(f"--samples={FLAGS.samples!r} is a folder; pass a timings file (read when it "
+                                 "exists, written after measuring otherwise).")
+            if not os.path.exists(FLAGS.samples):
+                zoo_model.check_output_file(FLAGS.samples, "samples", "FILE.json")
+        if FLAGS.samples and os.path.exists(FLAGS.samples):
+            samples, overhead, networks = calibrate.load_timings(FLAGS.samples, threads=FLAGS.threads)
+        else:
+            samples, overhead, networks = calibrate.run_microbenchmarks(threads=FLAGS.threads,
+                                                                      networks=FLAGS.networks, log=log)
+            if FLAGS.samples:
+                zoo_model.writing(FLAGS.samples, lambda: calibrate.save_timings(FLAGS.samples, samples, overhead,
+                                                                                networks, threads=FLAGS.threads))
+        data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads, networks=networks)
+        zoo_model.writing(out, lambda: atomic_write(out, json.dumps(data, indent=1) + "\n"))
+        result = {"profile_out": out, "calibration": "full", "samples": len(samples), "fit": data["fit"]}
+        if not FLAGS.json:
+            print(f"host_cpu profile fitted on {len(samples)} kernel samples, written to {out}")
+            for key, v in sorted(data["fit"].items()):
+                print(f"  {key:24s} {v['samples']:3d} samples, mean |error| {v['mean_abs_pct_error']:.1f}%")
+    if FLAGS.validate:
+        result["validation"] = _validate(out)
     if FLAGS.json:
         print_json(result)
-    else:
-        print(f"host_cpu profile fitted on {len(samples)} kernel samples, written to {out}")
-        for key, v in sorted(data["fit"].items()):
-            print(f"  {key:24s} {v['samples']:3d} samples, mean |error| {v['mean_abs_pct_error']:.1f}%")
     return 0
+
+
+def _validate(profile_name):
+    """Run the validation report on ``profile_name`` (a CPU profile); print it unless --json; return its JSON part."""
+    profile = load_profile(profile_name)
+    if profile.is_npu:
+        raise UsageError(f"--validate measures the host CPU; profile {profile.name} is an NPU profile, pass a CPU "
+                         "profile such as --profile=host_cpu.")
+    log = _log()
+    diffs = hostfit.profile_mismatches(profile, hostfit.identity(FLAGS.threads))
+    if diffs and log:
+        log(f"warning: {hostfit.describe_mismatches(profile, diffs)}; the absolute error shows it, "
+            "--calibrate=quick fits the profile to this machine.")
+    models = FLAGS.validate_models or list(calibrate.VALIDATION_MODELS)
+    report = calibrate.validate_host_profile(profile.path or profile_name, models=models, threads=FLAGS.threads,
+                                             repeats=FLAGS.repeats, log=log)
+    if not FLAGS.json:
+        print(calibrate.format_validation(report))
+    return {k: report[k] for k in ("summary", "worst", "method", "anchor", "fitted_on", "measured_here", "rows")}
 
 
 def main(argv):
     _check_flag_combination()
-    if FLAGS.calibrate:
+    if _calibration():
         return _calibrate()
+    if FLAGS.validate:
+        result = _validate(FLAGS.profile if FLAGS["profile"].present else "host_cpu")
+        if FLAGS.json:
+            print_json({"validation": result})
+        return 0
     if FLAGS.precision is not None:
         zoo_model.check_choice(FLAGS.precision, sorted(cost.ELEMENT_BYTES), "precision")
     policy = zoo_model.check_choice(FLAGS.policy or "max_npu", placement.POLICIES, "policy")
@@ -122,13 +232,14 @@ def main(argv):
     if FLAGS.chart is not None:
         zoo_model.check_output_file(FLAGS.chart, "chart", "FILE.png")
         zoo_model.check_space(FLAGS.chart, CHART_BYTES, "chart")
-    model, (h, w) = zoo_model.build_model(FLAGS.model, FLAGS.input_size, FLAGS.classes, overrides)
+    name, spec = model_flags()
+    model, (h, w) = zoo_model.build_model(name, FLAGS.input_size, FLAGS.classes, overrides, spec=spec)
     result = cost.estimate(model, profile, precision=precision, policy=policy)
     if FLAGS.chart:
         zoo_model.writing(FLAGS.chart, lambda: plot_estimate(result, FLAGS.chart))
     if FLAGS.json:
         t = result["totals"]
-        print_json({"model": FLAGS.model, "input_size": [h, w], "profile": profile.name, "precision": precision,
+        print_json({"model": model.name, "input_size": [h, w], "profile": profile.name, "precision": precision,
                     "policy": policy, "latency_ms": t["latency_ms"], "fps": t["fps"],
                     "mac_utilization": t["mac_utilization"], "totals": t, "layers": result["layers"]})
     else:

@@ -19,11 +19,11 @@ from absl import flags
 from export import runtime, tflite
 from export.cli import zoo_model
 from kerasnets import datasets
-from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.errors import UsageError
 
 FLAGS = flags.FLAGS
-define_flags("model", "input_size", "classes", "weights", "out", "calibration_count", "io_type", "seed", "json")
+define_flags("model", "spec", "input_size", "classes", "weights", "out", "calibration_count", "io_type", "seed", "json")
 flags.DEFINE_enum("mode", "int8", ["float32", "float16", "dynamic", "int8"], "Conversion mode.")
 flags.DEFINE_string("calibration", "fashion_mnist",
                     "Calibration images for int8: fashion_mnist, a folder of class sub-folders, or random.")
@@ -89,13 +89,14 @@ def main(argv):
         if FLAGS.mode != "int8" and FLAGS.io_type != "float32":
             raise UsageError(f"--io_type={FLAGS.io_type} needs --mode=int8 (integer input/output); drop --io_type "
                              f"or use --io_type=float32 with --mode={FLAGS.mode}.")
-    path = artifact_path(FLAGS.out, FLAGS.model, FLAGS.mode)
+    name, spec = model_flags()
+    path = artifact_path(FLAGS.out, name, FLAGS.mode)
     check_out(FLAGS.out, path)
     check_calibration_source(FLAGS.calibration)
-    size = zoo_model.model_size(FLAGS.model, FLAGS.input_size)
+    size = zoo_model.model_size(name, FLAGS.input_size, spec)
     zoo_model.check_images_fit_memory(FLAGS.calibration_count, size)
     zoo_model.check_weights_file(FLAGS.weights)
-    model, size = zoo_model.build_model_with_weights(FLAGS.model, FLAGS.input_size, FLAGS.classes, {},
+    model, size = zoo_model.build_model_with_weights(name, FLAGS.input_size, FLAGS.classes, {}, spec=spec,
                                                      weights=FLAGS.weights,
                                                      batch=min(VERIFY_IMAGES, FLAGS.calibration_count))
     zoo_model.check_space(path, zoo_model.artifact_bytes(model.count_params(), FLAGS.mode), "out")
@@ -108,8 +109,9 @@ def main(argv):
                                  calibration_count=FLAGS.calibration_count, io_type=FLAGS.io_type)
         report = runtime.verify(model, content, images[:VERIFY_IMAGES], FLAGS.mode)
         manifest = zoo_model.writing(path, lambda: tflite.write_artifact(
-            path, content, FLAGS.model, FLAGS.mode, normalization=normalization,
-            extra={"verification": report, "calibration": FLAGS.calibration}))
+            path, content, name, FLAGS.mode, normalization=normalization,
+            extra={"verification": report, "calibration": FLAGS.calibration,
+                   **({"spec": os.path.abspath(spec)} if spec else {})}))
     if FLAGS.json:
         print_json({"out": path, "manifest": manifest})
     else:

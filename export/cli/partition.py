@@ -22,11 +22,11 @@ from absl import flags
 
 from export import partition, retarget
 from export.cli import zoo_model
-from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.errors import UsageError
 
 FLAGS = flags.FLAGS
-define_flags("model", "input_size", "profile", "policy", "out", "classes", "shuffle", "group_conv", "weights",
+define_flags("model", "spec", "input_size", "profile", "policy", "out", "classes", "shuffle", "group_conv", "weights",
              "calibration_count", "json")
 flags.DEFINE_string("calibration_npz", None, "An .npz whose first array holds calibration images (N, H, W, 3).")
 flags.DEFINE_bool("retarget", False, "Retarget the model to the profile first (export.retarget) and show the mapping "
@@ -84,7 +84,8 @@ def main(argv):
         raise UsageError("--retarget_level only applies with --retarget; add --retarget or drop --retarget_level.")
     if FLAGS.out:
         zoo_model.check_output_folder(FLAGS.out, "out", files=PLAN_FILES)
-    h, w = zoo_model.model_size(FLAGS.model, FLAGS.input_size)
+    name, spec = model_flags()
+    h, w = zoo_model.model_size(name, FLAGS.input_size, spec)
     zoo_model.check_weights_file(FLAGS.weights)
     images = None
     if FLAGS.out:
@@ -93,7 +94,7 @@ def main(argv):
         else:
             zoo_model.check_images_fit_memory(FLAGS.calibration_count, (h, w))
     # With --out the Keras parts run on the whole calibration batch at once (export_partition).
-    model, (h, w) = zoo_model.build_model_with_weights(FLAGS.model, FLAGS.input_size, FLAGS.classes, overrides,
+    model, (h, w) = zoo_model.build_model_with_weights(name, FLAGS.input_size, FLAGS.classes, overrides, spec=spec,
                                                        weights=FLAGS.weights,
                                                        batch=FLAGS.calibration_count if FLAGS.out else 1)
     before = result = None
@@ -117,7 +118,7 @@ def main(argv):
         extra = {}
         if result is not None:
             extra["retarget"] = {**result.as_dict(), "before": _mapping(before), "after": _mapping(plan)}
-        print_json({"model": FLAGS.model, "input_size": [h, w], "profile": plan.profile, "policy": plan.policy,
+        print_json({"model": model.name, "input_size": [h, w], "profile": plan.profile, "policy": plan.policy,
                     "latency_ms": t["latency_ms"], "fps": t["fps"], "mac_utilization": t["mac_utilization"],
                     "npu_layers": plan.npu_layers, "cpu_layers": plan.cpu_layers, "cut": plan.cut,
                     "layers": plan.decisions, "totals": t, "files": files, "out": FLAGS.out, **extra})

@@ -18,11 +18,11 @@ from export import retarget
 from export.cli import zoo_model
 from export.placement import POLICIES
 from export.profiles import RETARGET_LEVELS
-from kerasnets.cli import define_flags, print_json, run_main
+from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.spec import save_spec
 
 FLAGS = flags.FLAGS
-define_flags("model", "input_size", "profile", "policy", "out", "classes", "shuffle", "group_conv", "json")
+define_flags("model", "spec", "input_size", "profile", "policy", "out", "classes", "shuffle", "group_conv", "json")
 flags.DEFINE_string("level", "function", "Retarget level: function (same weights and outputs) or architecture "
                     "(also the spec transforms, retraining needed).")
 
@@ -34,11 +34,12 @@ def main(argv):
     policy = zoo_model.check_choice(FLAGS.policy or "max_npu", POLICIES, "policy")
     overrides = zoo_model.model_overrides(FLAGS.shuffle, FLAGS.group_conv)
     profile = retarget.retarget_profile(FLAGS.profile)
-    h, w = zoo_model.model_size(FLAGS.model, FLAGS.input_size)
+    name, spec = model_flags()
+    h, w = zoo_model.model_size(name, FLAGS.input_size, spec)
     if FLAGS.out is not None:
         zoo_model.check_output_file(FLAGS.out, "out", "SPEC.json")
         zoo_model.check_space(FLAGS.out, SPEC_BYTES, "out")
-    result = retarget.retarget(FLAGS.model, profile, input_shape=(h, w, 3), level=level, policy=policy,
+    result = retarget.retarget(spec or name, profile, input_shape=(h, w, 3), level=level, policy=policy,
                                classes=FLAGS.classes, **overrides)
     if FLAGS.out:
         zoo_model.writing(FLAGS.out, lambda: save_spec(result.spec, FLAGS.out, result.options))

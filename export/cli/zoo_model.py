@@ -17,6 +17,7 @@ from kerasnets.errors import DataError, ModelConfigError, PathError, UsageError,
 from kerasnets.io import writing  # noqa: F401 (re-exported: the scripts call zoo_model.writing)
 from kerasnets.resources import (check_fits_memory, check_free_space, nearest_existing, physical_memory_bytes,
                                  probe_writable)
+from kerasnets.spec import load_spec
 from kerasnets.zoo import weights_mismatch
 
 # Bytes per weight of an artifact in each conversion mode (dynamic and int8 keep int8 weights).
@@ -48,33 +49,39 @@ def model_overrides(shuffle=None, group_conv=None):
     return out
 
 
-def model_size(name, input_size):
-    """(height, width) of zoo model ``--model=name`` at ``--input_size`` (its default when empty), checked
-    without building it: a known name, a size at least the model's total stride."""
-    if not name:
-        raise UsageError("--model is required; pick a name from kerasnets-zoo, e.g. --model=mobilenet_v2_100.")
-    if name not in kerasnets.list_models():
-        close = difflib.get_close_matches(name, kerasnets.list_models(), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "kerasnets-zoo lists the names."
-        raise ModelConfigError(f"--model={name!r} names an unknown model; {hint}")
-    info = kerasnets.get_model_info(name)
-    h, w = parse_size(input_size) if input_size else info["default_input_shape"][:2]
-    stride = info["total_stride"]
+def model_size(name, input_size, spec=None):
+    """(height, width) of zoo model ``--model=name`` (or of the ``--spec`` file ``spec``) at ``--input_size``
+    (its default when empty), checked without building it: a known name, a size at least the total stride."""
+    if spec:
+        loaded, _ = load_spec(spec)
+        label, default, stride = f"the --spec model {loaded.name}", tuple(loaded.default_size), loaded.total_stride
+    else:
+        if not name:
+            raise UsageError("--model is required; pick a name from kerasnets-zoo, e.g. --model=mobilenet_v2_100.")
+        if name not in kerasnets.list_models():
+            close = difflib.get_close_matches(name, kerasnets.list_models(), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else "kerasnets-zoo lists the names."
+            raise ModelConfigError(f"--model={name!r} names an unknown model; {hint}")
+        info = kerasnets.get_model_info(name)
+        label, default, stride = name, info["default_input_shape"][:2], info["total_stride"]
+    h, w = parse_size(input_size) if input_size else default
     if h < stride or w < stride:
-        raise UsageError(f"--input_size={h}x{w} is too small for {name}, which downsamples by {stride}; use at "
+        raise UsageError(f"--input_size={h}x{w} is too small for {label}, which downsamples by {stride}; use at "
                          f"least {stride}x{stride}.")
     return h, w
 
 
-def build_model(name, input_size, classes, overrides, batch=1):
-    """``kerasnets.get_model(name)`` at ``input_size`` ('HxW', or the model's default when empty).
+def build_model(name, input_size, classes, overrides, batch=1, spec=None):
+    """``kerasnets.get_model(name)`` (or ``get_model(spec=spec)``, a spec file's path) at ``input_size``
+    ('HxW', or the model's default when empty).
 
     The model is symbolic (weights allocated, nothing run), so building it is cheap; an input
     size whose largest layer step at ``batch`` does not fit this machine's memory is refused
     right after (:func:`kerasnets.resources.check_fits_memory`), before any estimate or conversion.
     """
-    h, w = model_size(name, input_size)
-    model = kerasnets.get_model(name, input_shape=(h, w, 3), classes=classes, **overrides)
+    h, w = model_size(name, input_size, spec)
+    model = kerasnets.get_model(None if spec else name, input_shape=(h, w, 3), classes=classes,
+                                spec=spec or None, **overrides)
     check_fits_memory(model, batch=batch)
     return model, (h, w)
 
@@ -213,15 +220,20 @@ def load_weights(model, path, flag="weights"):
     return model
 
 
-def build_model_with_weights(name, input_size, classes, overrides, weights=None, batch=1, flag="weights"):
+def build_model_with_weights(name, input_size, classes, overrides, weights=None, batch=1, flag="weights",
+                             spec=None):
     """:func:`build_model`, then ``--weights`` loaded: Keras-saved weights (:func:`load_weights`) or a
-    checkpoint kerasnets imports (built in the checkpoint's convention by ``kerasnets.get_model``)."""
-    model, size = build_model(name, input_size, classes, overrides, batch=batch)
+    checkpoint kerasnets imports (built in the checkpoint's convention by ``kerasnets.get_model``; a
+    checkpoint needs a zoo name, not a ``--spec``)."""
+    model, size = build_model(name, input_size, classes, overrides, batch=batch, spec=spec)
     if not weights:
         return model, size
     if not isinstance(weights, str):
         raise UsageError(f"--{flag}={weights!r} must be a path.")
     if _foreign_checkpoint(weights):
+        if spec:
+            raise UsageError(f"--{flag}={weights} is a checkpoint to import, which needs a zoo --model, not --spec; "
+                             "pass Keras weights saved from the spec's model, or use --model.")
         model = kerasnets.get_model(name, input_shape=tuple(size) + (3,), classes=classes, weights=weights,
                                     **overrides)
         return model, size

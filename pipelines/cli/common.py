@@ -9,7 +9,7 @@ import os
 
 from absl import flags
 
-from kerasnets.cli import TRAINING_INPUT_SIZE, define_flags, parse_size, verbosity
+from kerasnets.cli import TRAINING_INPUT_SIZE, define_flags, model_flags, parse_size, verbosity
 from pipelines import checks, train
 from pipelines import data as data_lib
 from pipelines.errors import ConfigError
@@ -18,7 +18,7 @@ FLAGS = flags.FLAGS
 # The flags define_common makes belong to the script that calls it (its --help lists them).
 flags.disclaim_key_flags()
 
-SHARED = ("model", "input_size", "overrides", "dataset", "train_subset", "val_subset", "out", "epochs",
+SHARED = ("model", "spec", "input_size", "overrides", "dataset", "train_subset", "val_subset", "out", "epochs",
           "batch_size", "learning_rate", "seed", "json", "verbose")
 TRAINING = ("optimizer", "weight_decay", "warmup_epochs", "label_smoothing", "ema_decay", "augment", "strategy",
             "resume")
@@ -56,7 +56,8 @@ def overrides():
 def train_config():
     """The :class:`pipelines.train.TrainConfig` the flags describe, checked (a bad --weights is read and refused)."""
     config_overrides = overrides()
-    return train.TrainConfig(model=FLAGS.model, input_size=input_hw(), overrides=config_overrides,
+    name, spec = model_flags()
+    return train.TrainConfig(model=name, spec=spec or "", input_size=input_hw(), overrides=config_overrides,
                              epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer,
                              learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay,
                              warmup_epochs=FLAGS.warmup_epochs, label_smoothing=FLAGS.label_smoothing,

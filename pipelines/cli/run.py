@@ -9,7 +9,10 @@
 Trains in float, quantizes (QAT by default, PTQ with --quantization=ptq), partitions for the
 Edge TPU with the float head on the CPU, exports float32 / int8 / partitioned TFLite, verifies
 and benchmarks them, estimates every hardware profile and writes runs/<name>/summary.json and
-report.md. Running the same command again resumes an interrupted run.
+report.md. Running the same command again resumes an interrupted run. When the host_cpu profile was
+fitted on another CPU (or thread count, or LiteRT version), the estimate step first quick-calibrates it
+on this machine (export.hostfit, about a minute, once: cached in $XDG_CACHE_HOME/kerasnets or
+~/.cache/kerasnets), so the report's host estimate is for this machine; --no_calibrate skips that.
 """
 import json
 import os
@@ -18,24 +21,28 @@ import sys
 from absl import flags
 
 from export.runtime import VerificationError
-from kerasnets.cli import define_flags, run_main, verbosity
+from kerasnets.cli import define_flags, model_flags, run_main, verbosity
 from kerasnets.errors import UsageError
 from pipelines import job
 from pipelines.cli import common
 
-define_flags("model", "dataset", "input_size", "overrides", "weights", "epochs", "qat_epochs", "batch_size",
+define_flags("model", "spec", "dataset", "input_size", "overrides", "weights", "epochs", "qat_epochs", "batch_size",
              "learning_rate", "train_subset", "val_subset", "calibration_count", "profile", "policy", "runs",
              "threads", "seed", "out", "json", "verbose")
 flags.DEFINE_enum("quantization", "qat", ["qat", "ptq"], "How the int8 model is made.")
 flags.DEFINE_string("name", None, "Run name: the folder runs/<name> (default: <model>_<dataset>).")
 flags.DEFINE_bool("restart", False, "Discard what the run folder holds and start over.")
+flags.DEFINE_bool("no_calibrate", False, "Estimate the host CPU with the host_cpu profile as found, even when it was "
+                  "fitted on another CPU (by default such a profile is quick-calibrated here once, about a minute, "
+                  "and cached in ~/.cache/kerasnets).")
 
 FLAGS = flags.FLAGS
 
 
 def job_config():
     """The :class:`pipelines.job.JobConfig` the flags describe."""
-    return job.JobConfig(model=FLAGS.model, dataset=FLAGS.dataset, input_size=common.input_hw(),
+    name, spec = model_flags()
+    return job.JobConfig(model=name, spec=spec or "", dataset=FLAGS.dataset, input_size=common.input_hw(),
                          overrides=common.overrides(), weights=FLAGS.weights or "", epochs=FLAGS.epochs,
                          qat_epochs=FLAGS.qat_epochs, quantization=FLAGS.quantization, batch_size=FLAGS.batch_size,
                          learning_rate=FLAGS.learning_rate, train_subset=FLAGS.train_subset,
@@ -70,7 +77,8 @@ def main(argv):
     try:
         # run_job checks everything (flags, folder, data, model, profile) before job.json or any other write.
         summary = job.run_job(config, out, restart=FLAGS.restart, log=log,
-                              calibration_exact=FLAGS["calibration_count"].present)
+                              calibration_exact=FLAGS["calibration_count"].present,
+                              calibrate_host=not FLAGS.no_calibrate)
     except VerificationError as e:
         raise VerificationError(f"verification failed: {e}") from None
     if FLAGS.json:

@@ -21,9 +21,9 @@ class FitTest(tf.test.TestCase):
         rng = np.random.default_rng(0)
         x = np.column_stack([np.ones(20), rng.uniform(1e5, 1e8, 20), rng.uniform(1e4, 1e7, 20)])
         true = np.array([5e-6, 2e-11, 1e-10])
-        coef = calibrate._nnls_relative(x, x @ true)
+        coef = calibrate.nnls_relative(x, x @ true)
         self.assertAllClose(coef, true, rtol=1e-6)
-        self.assertTrue(np.all(calibrate._nnls_relative(x, x @ np.array([5e-6, 0, 1e-10]) * 1.01) >= 0))
+        self.assertTrue(np.all(calibrate.nnls_relative(x, x @ np.array([5e-6, 0, 1e-10]) * 1.01) >= 0))
 
     def test_fitted_profile_is_valid_and_estimates(self):
         samples = []
@@ -105,31 +105,36 @@ class FitTest(tf.test.TestCase):
 
     def test_one_real_kernel_timing(self):
         kind, shape, body = calibrate.kernel_specs()[3]
-        model = calibrate._kernel_model(shape, body, 0)
+        model = calibrate.kernel_model(shape, body, 0)
         timing = litert_timing.time_model(calibrate._convert(model, "int8"), threads=1, runs=5, warmup=1)
         self.assertGreater(timing["median_ms"], 0)
         self.assertGreaterEqual(timing["runs"], 5)
 
     def test_interleaved_timing(self):
-        small = calibrate._kernel_model((8, 8, 8), lambda x: L.Add()([x, x]), 0)
-        big = calibrate._kernel_model((56, 56, 32), lambda x: calibrate._cbr(x, 64, 3, 1), 1)
+        small = calibrate.kernel_model((8, 8, 8), lambda x: L.Add()([x, x]), 0)
+        big = calibrate.kernel_model((56, 56, 32), lambda x: calibrate.conv_bn_relu6(x, 64, 3, 1), 1)
         its = {n: litert_timing.load(calibrate._convert(m, "float32")) for n, m in (("small", small), ("big", big))}
         t = litert_timing.time_interleaved(its, rounds=3)
         self.assertEqual(t["big"]["windows"], 9)
         self.assertGreater(t["big"]["steady_ms"], 2 * t["small"]["steady_ms"])
 
     def test_validation_report_with_a_repeat_pass(self):
+        # The anchor's model is in the list at another size: timed as the anchor, not "added".
         report = calibrate.validate_host_profile(models=["mobilenet_v2_035"], resolutions=(32,),
-                                                 precisions=("float32",), rounds=1, repeats=2)
+                                                 precisions=("float32",), rounds=1, repeats=2,
+                                                 anchor=("mobilenet_v2_035", 64))
+        self.assertFalse(report["anchor"]["added"])
+        self.assertEqual([(r["model"], r["input"]) for r in report["anchor"]["rows"]], [("mobilenet_v2_035", 64)])
         (row,) = report["rows"]
-        self.assertLen(row["repeat_ms"], 1)
-        self.assertGreater(row["repeat_ms"][0], 0)
+        self.assertLen(row["pass_ms"], 2)
+        self.assertGreater(row["pass_ms"][1], 0)
+        self.assertEqual(row["measured_ms"], min(row["pass_ms"]))  # the fastest pass
         repeat = report["summary"]["repeat"]
         self.assertEqual(repeat["passes"], 2)
-        diff = abs(100 * (row["repeat_ms"][0] / row["measured_ms"] - 1))
+        diff = abs(100 * (row["pass_ms"][1] / row["pass_ms"][0] - 1))
         self.assertAllClose(repeat["mean_abs_pct_diff"], diff)
         self.assertEqual(repeat["within_10pct"], float(diff <= 10))
-        self.assertIn("timed again", calibrate.format_validation(report))
+        self.assertIn("more pass(es) over the same loaded models", calibrate.format_validation(report))
 
 
 class ResidualTest(tf.test.TestCase):
@@ -167,8 +172,8 @@ class NetworkKernelTest(tf.test.TestCase):
 
     def test_network_kernels_cover_every_costed_op_once(self):
         x = keras.Input((16, 16, 8), name="input")
-        a = calibrate._cbr(x, 8, 3, 1)
-        b = calibrate._cbr(a, 8, 3, 1)           # same configuration as a: deduplicated
+        a = calibrate.conv_bn_relu6(x, 8, 3, 1)
+        b = calibrate.conv_bn_relu6(a, 8, 3, 1)           # same configuration as a: deduplicated
         y = L.Add()([a, b])
         pooled = L.GlobalAveragePooling2D(keepdims=True)(y)
         y = L.Multiply()([y, L.Activation("sigmoid")(pooled)])   # a squeeze-excite style broadcast multiply
