@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    from pipelines import benchmark, data
+    from kerasnets.pipelines import benchmark, data
     # A bad flag, model or dataset raises a ValueError: run_main prints it as one sentence, exit 2.
     try:
         overrides = json.loads(FLAGS.width_overrides)

@@ -5,11 +5,11 @@
         --models=mobilenet_v2_100,shufflenet_v1_g3_x1_0
 
 For each model, both conventions are built with the same (randomized-BN) weights, deployed
-(BN folded, RepGhost fused) and converted to full-int8 TFLite with ``export.tflite.convert``
+(BN folded, RepGhost fused) and converted to full-int8 TFLite with ``kerasnets.export.tflite.convert``
 (random calibration images). Printed per model and convention: PAD ops and all ops of the
-TFLite graph, the host latency in LiteRT (``export.runtime.compare``: both artifacts
+TFLite graph, the host latency in LiteRT (``kerasnets.export.runtime.compare``: both artifacts
 interleaved in one run, median of ``--runs``) and the torch/tf ratio, and the estimator's
-latency (``export.cost.estimate``, default placement) on every hardware profile.
+latency (``kerasnets.export.cost.estimate``, default placement) on every hardware profile.
 """
 import json
 import os
@@ -38,7 +38,7 @@ def compare_conventions(name, size, profiles, runs, threads, calibration):
     import numpy as np
 
     import kerasnets
-    from export import cost, runtime, tflite
+    from kerasnets.export import cost, runtime, tflite
     from kerasnets.stats import randomize_batch_norm
     images = np.random.default_rng(0).uniform(-1, 1, (calibration, size, size, 3)).astype("float32")
     artifacts, estimates = {}, {}
@@ -66,7 +66,7 @@ def compare_conventions(name, size, profiles, runs, threads, calibration):
 
 
 def main(argv):
-    from export import profiles as hw_profiles
+    from kerasnets.export import profiles as hw_profiles
     profiles = [hw_profiles.load_profile(p) for p in FLAGS.profiles]  # a bad one is refused first
     rows = [compare_conventions(name, FLAGS.input_size, profiles, FLAGS.runs, FLAGS.threads, FLAGS.calibration)
             for name in FLAGS.models]

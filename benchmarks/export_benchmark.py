@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/export_benchmark.py                 # 224x224, 100 interleaved runs
     .venv/bin/python benchmarks/export_benchmark.py --input_size=96x96 --runs=30
 
-1. Our ``mobilenet_v2_100`` through ``export.tflite.convert`` against
+1. Our ``mobilenet_v2_100`` through ``kerasnets.export.tflite.convert`` against
    ``tf_keras.applications.MobileNetV2(weights=None)`` through the plain converter
    (``TFLiteConverter.from_keras_model``): op counts and the latency ratio (target <= 1.0).
 2. int8 against float32 of our model: the speed-up.
@@ -41,7 +41,7 @@ def main(argv):
     import numpy as np
 
     import kerasnets
-    from export import runtime, tflite
+    from kerasnets.export import runtime, tflite
     from kerasnets.backend import keras
     from kerasnets.cli import parse_size
     h, w = parse_size(FLAGS.input_size)

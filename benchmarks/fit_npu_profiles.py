@@ -21,8 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from export import calibrate  # noqa: E402
-from export.profiles import load_profile  # noqa: E402
+from kerasnets.export import calibrate  # noqa: E402
+from kerasnets.export.profiles import load_profile  # noqa: E402
 from kerasnets.io import atomic_write  # noqa: E402
 
 DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export", "profiles")

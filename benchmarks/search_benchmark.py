@@ -6,8 +6,8 @@
 On m55h at 576x320 with AXSpine-Middle's estimated frame rate there as the budget, it prints:
 
 * the time of one spec-level estimate with every block cached and with none cached (a fresh
-  :class:`export.speccost.SpecCoster`), beside building, analyzing and estimating the Keras model;
-* the search (:func:`pipelines.search.run_search`, training proxy): candidates per second of the
+  :class:`kerasnets.export.speccost.SpecCoster`), beside building, analyzing and estimating the Keras model;
+* the search (:func:`kerasnets.pipelines.search.run_search`, training proxy): candidates per second of the
   estimator loop, the estimator front, and the scored candidates with their test top-1;
 * mobilenet_v2_100 and axspine_middle trained by the same function at the same small setting
   (Fashion-MNIST at 32x32, ``train_subset`` images, ``epochs``, seed 0), and whether the search's
@@ -45,7 +45,7 @@ REFERENCES = ("mobilenet_v2_100", "axspine_middle")
 def _time_estimates(coster_cls, spec, shape, classes, profile, repeats):
     """(ms uncached, ms cached, ms whole model) for one spec."""
     import kerasnets
-    from export import cost
+    from kerasnets.export import cost
     coster = coster_cls(shape, classes=classes)
     t0 = time.perf_counter()
     coster.estimate(spec, profile)
@@ -61,12 +61,12 @@ def _time_estimates(coster_cls, spec, shape, classes, profile, repeats):
 
 
 def main(argv):
-    from export.profiles import load_profile
-    from export.speccost import SpecCoster
+    from kerasnets.export.profiles import load_profile
+    from kerasnets.export.speccost import SpecCoster
     from kerasnets.cli import parse_size
     from kerasnets.zoo import get_spec
-    from pipelines import data as data_lib
-    from pipelines import search
+    from kerasnets.pipelines import data as data_lib
+    from kerasnets.pipelines import search
     h, w = parse_size(FLAGS.input_size)
     profile = load_profile(FLAGS.profile)
     classes = 10  # Fashion-MNIST

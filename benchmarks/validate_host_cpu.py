@@ -35,7 +35,7 @@ flags.DEFINE_string("out", "runs/host_cpu_validation.json", "Where to write the 
 
 
 def main(argv):
-    from export import calibrate
+    from kerasnets.export import calibrate
     import kerasnets
     from kerasnets.errors import UsageError
     from kerasnets.io import atomic_write

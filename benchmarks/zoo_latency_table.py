@@ -19,7 +19,7 @@ flags.DEFINE_list("profiles", ["edgetpu_usb", "edgetpu_devboard", "m55h", "gyrfa
 
 def main(argv):
     import kerasnets
-    from export import cost, profiles
+    from kerasnets.export import cost, profiles
     loaded = {p: profiles.load_profile(p) for p in FLAGS.profiles}  # a bad one is refused before the table
     print("| model | input | GMACs | " + " | ".join(f"{p} ms" for p in FLAGS.profiles) + " |")
     print("|---|---|---|" + "---|" * len(FLAGS.profiles))

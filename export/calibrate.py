@@ -10,7 +10,7 @@
   kernel of random networks built from the zoo's blocks (:func:`network_models`;
   nn-Meter samples its kernels from real architectures the same way), plus those whole
   networks. Everything is timed in interleaved rounds, taking the 10th percentile of
-  window medians (:func:`export.litert_timing.time_interleaved`): on this shared VM a
+  window medians (:func:`kerasnets.export.litert_timing.time_interleaved`): on this shared VM a
   single stretch of timing can land in a slow period and read up to 2x.
 * :func:`fit_host_profile` fits one predictor per kernel kind and precision,
   ``time = fixed_s + per_mac_s * MACs (output channels padded to the fitted
@@ -27,7 +27,7 @@
   absolute error and the measurement's own spread between repeat passes; worst five. No
   zoo model is used by the fit.
 
-The quick calibration (rescaling these predictors for another CPU) is :mod:`export.hostfit`.
+The quick calibration (rescaling these predictors for another CPU) is :mod:`kerasnets.export.hostfit`.
 """
 import copy
 import dataclasses
@@ -40,9 +40,9 @@ import time
 import numpy as np
 
 import kerasnets
-from export import cost, litert_timing, partition, tflite
-from export.placement import place
-from export.profiles import load_profile, parse_profile
+from kerasnets.export import cost, litert_timing, partition, tflite
+from kerasnets.export.placement import place
+from kerasnets.export.profiles import load_profile, parse_profile
 from kerasnets import layers as kl
 from kerasnets.backend import keras
 from kerasnets.builder import build_model
@@ -436,7 +436,7 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
     (:func:`network_kernels`).
 
     Everything is converted and loaded first, then timed together in ``rounds``
-    interleaved rounds (:func:`export.litert_timing.time_interleaved`), so that a slow
+    interleaved rounds (:func:`kerasnets.export.litert_timing.time_interleaved`), so that a slow
     period of a shared machine does not land on a few kernels only. Returns
     ``(samples, overhead, networks)``: one sample dict per (kernel, precision) with
     ``kind``, ``precision``, the estimator's features (``work``, ``bytes``, ``in_bytes``,
@@ -548,7 +548,7 @@ _COMPUTE_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense")
 
 
 def _fit_residuals(group, log_ratio, min_samples=8, prior=0.5):
-    """Kernel-regression table correcting one linear predictor (see :func:`export.cost.cpu_residual`).
+    """Kernel-regression table correcting one linear predictor (see :func:`kerasnets.export.cost.cpu_residual`).
 
     The bandwidth is chosen by leave-one-out error among a few candidates; returns the
     table (None when there are too few samples) and the leave-one-out log corrections
@@ -640,7 +640,7 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
         "name": name, "kind": "cpu", "device_label": "host CPU",
         "description": f"This machine's CPU in LiteRT (XNNPACK), {threads} thread(s), fitted by "
                        "kerasnets-estimate --calibrate from kernel micro-benchmarks and random networks.",
-        "sources": ["export.calibrate.run_microbenchmarks + fit_host_profile (measured on this machine)"],
+        "sources": ["kerasnets.export.calibrate.run_microbenchmarks + fit_host_profile (measured on this machine)"],
         "measured_on": {**machine(), "date": datetime.date.today().isoformat(), "threads": threads},
         "threads": int(threads), "invoke_overhead_s": {p: v * 1e-3 for p, v in overhead.items()},
         "peak_macs_per_s": peak, "predictors": predictors, "residuals": residuals, "fit": fit_report,
@@ -795,7 +795,7 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
     Every case (``models``, default :data:`VALIDATION_MODELS`, at each of ``resolutions`` in
     each precision) and the ``anchor`` (a model name and square size, default mobilenet_v2_100
     at 224x224, added when the list lacks it) are converted and loaded first and all are timed
-    together in interleaved rounds (:func:`export.litert_timing.time_interleaved`), the
+    together in interleaved rounds (:func:`kerasnets.export.litert_timing.time_interleaved`), the
     measurement the fit uses. The report scores (a) each case's latency relative to the anchor
     of its precision, predicted against measured, (b) the Spearman rank correlation and (c) the
     absolute error (:func:`summarize_validation`, against :data:`TARGETS`). With ``repeats`` > 1

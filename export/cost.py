@@ -1,18 +1,18 @@
 """The accelerator cost estimator: per-layer latency of a Keras model on a hardware profile.
 
 Two steps, so that re-costing is cheap (the fits and the partitioner's ``min_latency``
-policy cost the same graph many times): :func:`analyze` (:mod:`export.graph`) describes
-the model once, :func:`estimate_graph` (:mod:`export.costing`) costs it for a placement.
+policy cost the same graph many times): :func:`analyze` (:mod:`kerasnets.export.graph`) describes
+the model once, :func:`estimate_graph` (:mod:`kerasnets.export.costing`) costs it for a placement.
 :func:`estimate` does both for a model, placing ops with the partitioner's rules
-(:func:`export.placement.place`). This module is the estimator's public face: the names
+(:func:`kerasnets.export.placement.place`). This module is the estimator's public face: the names
 below are the ones scripts and tests use.
 """
-from export.costing import (CPU_TERMS, ELEMENT_BYTES, MEMORY_GROUP, RESIDUAL_FEATURES, check_precision,
+from kerasnets.export.costing import (CPU_TERMS, ELEMENT_BYTES, MEMORY_GROUP, RESIDUAL_FEATURES, check_precision,
                             check_profile_precision, cpu_features, cpu_predictor_kind, cpu_residual, estimate_graph,
                             format_table, gemm_channels, padded_work, residual_point)
-from export.graph import CONV_KINDS, ModelGraph, Op, analyze
-from export.placement import check_policy, place
-from export.profiles import load_profile
+from kerasnets.export.graph import CONV_KINDS, ModelGraph, Op, analyze
+from kerasnets.export.placement import check_policy, place
+from kerasnets.export.profiles import load_profile
 
 __all__ = ["CONV_KINDS", "CPU_TERMS", "ELEMENT_BYTES", "MEMORY_GROUP", "RESIDUAL_FEATURES", "ModelGraph", "Op",
            "analyze", "check_precision", "check_profile_precision", "cpu_features", "cpu_predictor_kind",
@@ -23,7 +23,7 @@ __all__ = ["CONV_KINDS", "CPU_TERMS", "ELEMENT_BYTES", "MEMORY_GROUP", "RESIDUAL
 def estimate(model, profile, precision=None, policy="max_npu", cpu_precision="float32"):
     """Per-layer and total cost of ``model`` (a Keras model or an analyzed graph) on ``profile``.
 
-    Ops are placed by the partitioner (:func:`export.placement.place`) under ``policy``
+    Ops are placed by the partitioner (:func:`kerasnets.export.placement.place`) under ``policy``
     (default ``max_npu``: the Edge TPU compiler's rule); each row of ``layers`` carries the
     placement and its reason in the compiler's words.
     """

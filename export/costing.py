@@ -1,6 +1,6 @@
 """Costing an analyzed graph on a hardware profile for a given placement (NPU or CPU per op).
 
-:func:`estimate_graph` costs the ops of a :class:`export.graph.ModelGraph` and sums them
+:func:`estimate_graph` costs the ops of a :class:`kerasnets.export.graph.ModelGraph` and sums them
 into totals: latency, fps, MAC utilization, parameter cache used and streamed, and the
 transfers across the host link.
 
@@ -11,14 +11,14 @@ parameters, read from the on-chip cache or streamed when the cache is full) over
 bandwidth that applies. Concat, shuffle, slice, pooling and element-wise ops have no MACs
 and cost memory traffic. On a CPU profile each op kind has a fitted linear predictor,
 corrected near measured kernels and scaled by the fitted in-model context
-(:mod:`export.calibrate`). Every row carries a ``reason`` saying which effect set its cost.
+(:mod:`kerasnets.export.calibrate`). Every row carries a ``reason`` saying which effect set its cost.
 """
 import math
 
 import numpy as np
 
-from export.graph import CONV_KINDS, ModelGraph, analyze
-from export.profiles import load_profile
+from kerasnets.export.graph import CONV_KINDS, ModelGraph, analyze
+from kerasnets.export.profiles import load_profile
 from kerasnets.errors import UsageError
 
 ELEMENT_BYTES = {"int8": 1, "int16": 2, "float16": 2, "float32": 4}
@@ -344,7 +344,7 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
 
     Args:
       graph: a :class:`ModelGraph` from :func:`analyze`.
-      profile: a profile name or :class:`export.profiles.Profile`.
+      profile: a profile name or :class:`kerasnets.export.profiles.Profile`.
       precision: the NPU's (or the CPU profile's) precision; the profile's default if None.
       placement: op name -> ``"npu"`` or ``"cpu"`` for every non-free op (fused ops follow
         their head); all-NPU is *not* assumed: None means every op on the NPU for an NPU

@@ -4,7 +4,7 @@ The shipped ``host_cpu`` profile was fitted on one machine (its ``measured_on`` 
 on another CPU its predictors are off by the other machine's speed, kind by kind, and not
 uniformly: on an AMD EPYC (measured) int8 convs cost up to 17x the prediction of the Xeon the
 profile was fitted on where MACs dominate, and 0.5-2x where per-op and per-pixel costs do. The
-full fit (``kerasnets-estimate --calibrate``, :mod:`export.calibrate`) takes about ten minutes;
+full fit (``kerasnets-estimate --calibrate``, :mod:`kerasnets.export.calibrate`) takes about ten minutes;
 :func:`quick_calibrate` (``kerasnets-estimate --calibrate=quick``) takes one or two:
 
 * it times a fixed small set of kernels (:func:`quick_kernels`: a few of every kind the
@@ -38,8 +38,8 @@ import time
 
 import numpy as np
 
-from export import calibrate, cost
-from export.profiles import ProfileError, load_profile, parse_profile
+from kerasnets.export import calibrate, cost
+from kerasnets.export.profiles import ProfileError, load_profile, parse_profile
 from kerasnets.backend import keras
 from kerasnets.errors import PathError, UsageError
 from kerasnets.host import cpu_name, litert_version, machine
@@ -90,7 +90,7 @@ def _tiny_kernel_specs():
 
 def quick_kernels():
     """The quick calibration's kernels: ``(kind, Keras model)`` pairs, a few of every kind
-    (:data:`QUICK_KERNELS_PER_KIND`) taken evenly from :func:`export.calibrate.kernel_specs`'s fixed set,
+    (:data:`QUICK_KERNELS_PER_KIND`) taken evenly from :func:`kerasnets.export.calibrate.kernel_specs`'s fixed set,
     and tiny ones of the compute kinds (:func:`_tiny_kernel_specs`)."""
     specs = calibrate.kernel_specs(samples=0)
     by_kind = {}
@@ -107,14 +107,14 @@ def quick_kernels():
 
 def quick_networks():
     """The quick calibration's whole networks (random, from the zoo's blocks; see
-    :func:`export.calibrate.network_models`)."""
+    :func:`kerasnets.export.calibrate.network_models`)."""
     return calibrate.network_models(len(QUICK_NETWORK_SIZES), seed=QUICK_NETWORK_SEED, max_macs=1.5e8,
                                     sizes=QUICK_NETWORK_SIZES)
 
 
 def measure_quick(threads=1, precisions=("int8", "float32"), rounds=15, kernels=None, networks=None, log=None):
     """Time the quick set in LiteRT here: returns ``(kernels, samples, overhead, networks)``
-    (see :func:`export.calibrate.time_kernels`); ``kernels`` / ``networks`` replace the
+    (see :func:`kerasnets.export.calibrate.time_kernels`); ``kernels`` / ``networks`` replace the
     default sets (:func:`quick_kernels`, :func:`quick_networks`)."""
     kernels = quick_kernels() if kernels is None else list(kernels)
     networks = quick_networks() if networks is None else list(networks)
@@ -387,7 +387,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
                        f"{base_on.get('processor', 'an unrecorded CPU')}) rescaled per kernel kind by "
                        f"kerasnets-estimate --calibrate=quick from {len(kernels)} kernels and "
                        f"{len({n['name'] for n in networks})} random networks timed here.",
-        "sources": list(base.data.get("sources", [])) + ["export.hostfit.quick_calibrate (measured on this machine)"],
+        "sources": list(base.data.get("sources", [])) + ["kerasnets.export.hostfit.quick_calibrate (measured on this machine)"],
         "measured_on": here, "threads": int(threads), "fit": fit,
         "context_fit": [{"network": n["name"], "input": n["input"], "precision": n["precision"],
                          "measured_ms": n["measured_ms"], "shipped_predicted_ms": b[1], "fitted_ms": a[1]}

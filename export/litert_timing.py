@@ -1,10 +1,10 @@
 """A small shared LiteRT timing helper: load a TFLite model, warm up, time N invokes, take the median.
 
 Meant for timing many small models in one process (the host-CPU micro-benchmarks of
-:mod:`export.calibrate`): models are loaded straight into
+:mod:`kerasnets.export.calibrate`): models are loaded straight into
 ``ai_edge_litert.interpreter.Interpreter`` without the child-process probe that
-:func:`export.runtime.read_tflite` runs on files from outside (these bytes come from our
-own converter in the same run). For user artifacts use :mod:`export.runtime`, whose
+:func:`kerasnets.export.runtime.read_tflite` runs on files from outside (these bytes come from our
+own converter in the same run). For user artifacts use :mod:`kerasnets.export.runtime`, whose
 ``benchmark``/``compare`` check the file first and interleave several models.
 """
 import statistics

@@ -7,10 +7,10 @@ checked with onnxruntime against Keras. Both are the optional ``onnx`` extra
 import numpy as np
 
 import kerasnets
-from export.tflite import ExportError
+from kerasnets.export.tflite import ExportError
 from kerasnets.backend import tf
 from kerasnets.io import atomic_write
-from export.runtime import VerificationError
+from kerasnets.export.runtime import VerificationError
 
 
 def _require():

@@ -1,7 +1,7 @@
 """The Edge-TPU-style partitioner: which layers run on the NPU in int8 and which on the CPU in float.
 
 The per-op decisions and the policies (``max_npu``, ``float_head``, ``min_latency``) are
-:func:`export.placement.place` (re-exported here with its messages and :class:`PartitionError`).
+:func:`kerasnets.export.placement.place` (re-exported here with its messages and :class:`PartitionError`).
 
 :func:`partition_for_profile` returns a :class:`PartitionPlan` (JSON plan, compiler-style
 log, estimate); :func:`split_model` cuts the Keras model into parts whose composition
@@ -16,12 +16,12 @@ import os
 
 import numpy as np
 
-from export import runtime, tflite
-from export.costing import check_precision, estimate_graph
-from export.graph import analyze, inbound_names
-from export.placement import (BAD_RANK, BAD_TYPE, NOT_SUPPORTED, POLICIES, SUBGRAPH, PartitionError,
+from kerasnets.export import runtime, tflite
+from kerasnets.export.costing import check_precision, estimate_graph
+from kerasnets.export.graph import analyze, inbound_names
+from kerasnets.export.placement import (BAD_RANK, BAD_TYPE, NOT_SUPPORTED, POLICIES, SUBGRAPH, PartitionError,
                               check_policy, place, support_problem)
-from export.profiles import load_profile
+from kerasnets.export.profiles import load_profile
 from kerasnets.backend import keras
 from kerasnets.errors import PathError, UsageError, path_error
 from kerasnets.io import atomic_write, plain, writing

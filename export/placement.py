@@ -16,9 +16,9 @@ Policies:
 * ``min_latency``: the single cut inside the ``max_npu`` segment that minimises the
   estimated total latency, boundary transfer included.
 """
-from export.costing import ELEMENT_BYTES, estimate_graph
-from export.graph import CONV_KINDS, ModelGraph
-from export.profiles import load_profile
+from kerasnets.export.costing import ELEMENT_BYTES, estimate_graph
+from kerasnets.export.graph import CONV_KINDS, ModelGraph
+from kerasnets.export.profiles import load_profile
 from kerasnets.errors import KerasnetsError
 
 POLICIES = ("max_npu", "float_head", "min_latency")

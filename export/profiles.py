@@ -4,8 +4,8 @@ A profile is a JSON file in ``export/profiles/`` (or in the folder named by the
 ``KERASNETS_PROFILE_DIR`` environment variable, then ``~/.config/kerasnets/profiles``,
 both searched before the package, so a host CPU calibrated with
 ``kerasnets-estimate --calibrate`` replaces the shipped one). Adding an
-accelerator means adding a file: the estimator (:mod:`export.cost`) and the partitioner
-(:mod:`export.partition`) read nothing else about the hardware.
+accelerator means adding a file: the estimator (:mod:`kerasnets.export.cost`) and the partitioner
+(:mod:`kerasnets.export.partition`) read nothing else about the hardware.
 
 Two kinds of profile exist:
 
@@ -21,7 +21,7 @@ Two kinds of profile exist:
   table correcting each predictor near measured kernels (``residuals``), and per precision
   an optional in-model context (``context_factor``, ``context_per_op_s`` and
   ``context_per_param_byte_s``: kernels inside a whole model against the same kernels
-  alone; see :mod:`export.calibrate`).
+  alone; see :mod:`kerasnets.export.calibrate`).
 
 A profile may name another in ``inherits``; the two are merged key by key (the child's
 values win) before validation. A malformed profile raises :class:`ProfileError`, whose

@@ -78,7 +78,7 @@ def plot_layer_cost(summary, path):
 
 
 def plot_estimate(result, path):
-    """Every layer's estimated cost in graph order (an :func:`export.cost.estimate` result), by placement."""
+    """Every layer's estimated cost in graph order (an :func:`kerasnets.export.cost.estimate` result), by placement."""
     plt = _pyplot()
     rows = [r for r in result["layers"] if r["latency_ms"] > 0]
     colours = {"npu": "tab:blue", "cpu": "tab:orange", "link": "tab:gray"}
@@ -144,7 +144,7 @@ def render_markdown(summary):
         lines.append(f"| {k} | {v['samples']} | {v['max_abs_error']:.4g} | {within} | {v['top1_agreement']:.3f} | "
                      f"{'yes' if v['passed'] else 'NO'} |")
     lines += ["", "## Estimated latency per hardware profile", "",
-              "From `export.cost` (the profiles in `export/profiles/`); the whole model, `max_npu` placement.", "",
+              "From `kerasnets.export.cost` (the profiles in `export/profiles/`); the whole model, `max_npu` placement.", "",
               "| profile | precision | latency ms | fps | MAC utilization | ops on NPU / CPU |", "|---|---|---|---|---|---|"]
     estimated_forms = sorted({f"{k}: {e['group_conv']}" for k, e in s["estimate"].items() if e.get("group_conv")})
     for key, e in sorted(s["estimate"].items()):

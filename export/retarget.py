@@ -1,6 +1,6 @@
 """Retargeting: adapt a model to a hardware profile with the rules the profile lists as data.
 
-A profile's ``retarget.rules`` section (see :data:`export.profiles.RETARGET_RULES`) names the
+A profile's ``retarget.rules`` section (see :data:`kerasnets.export.profiles.RETARGET_RULES`) names the
 rules that apply to it and their parameters; :func:`retarget` applies them in the listed
 order and returns a :class:`RetargetResult`: the adapted spec and build options, the built
 model, and one :class:`Change` per rule that did something, with the layers or blocks it
@@ -28,9 +28,9 @@ import math
 import os
 
 import kerasnets
-from export.cost import estimate
-from export.placement import check_policy
-from export.profiles import RETARGET_LEVELS, RETARGET_RULES, ProfileError, load_profile
+from kerasnets.export.cost import estimate
+from kerasnets.export.placement import check_policy
+from kerasnets.export.profiles import RETARGET_LEVELS, RETARGET_RULES, ProfileError, load_profile
 from kerasnets import layers as kn_layers
 from kerasnets.backend import keras
 from kerasnets.builder import BuildOptions, block_prefixes, model_convention
@@ -458,7 +458,7 @@ def retarget(model_or_name, profile, input_shape=None, level="function", policy=
       input_shape: (height, width, 3) the estimates are made at (default: the spec's size).
       level: ``"function"`` (same weights, same outputs) or ``"architecture"`` (also the spec
         transforms, which change the function).
-      policy: the placement policy of the estimates (:data:`export.placement.POLICIES`).
+      policy: the placement policy of the estimates (:data:`kerasnets.export.placement.POLICIES`).
       **get_model_kwargs: as ``kerasnets.get_model``: build options (``group_conv``,
         ``shuffle``, ``convention`` ...), the family's tunable arguments, ``classes``,
         ``include_top``, ``pooling``, ``classifier_activation``.

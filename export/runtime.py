@@ -45,7 +45,7 @@ _ITEM_BYTES = {getattr(schema.TensorType, name): n for name, n in (
     ("FLOAT32", 4), ("INT32", 4), ("UINT32", 4), ("FLOAT16", 2), ("BFLOAT16", 2), ("INT16", 2), ("UINT16", 2),
     ("INT64", 8), ("UINT64", 8), ("FLOAT64", 8), ("COMPLEX64", 8), ("COMPLEX128", 16), ("STRING", 8),
     ("RESOURCE", 8), ("VARIANT", 8)) if hasattr(schema.TensorType, name)}
-#: Where the manifest of an artifact lives (:func:`manifest_path`; ``export.tflite`` uses the same).
+#: Where the manifest of an artifact lives (:func:`manifest_path`; ``kerasnets.export.tflite`` uses the same).
 MANIFEST_SUFFIX = ".manifest.json"
 
 

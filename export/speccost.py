@@ -5,14 +5,14 @@ candidates whose blocks repeat. A :class:`SpecCoster` analyzes each *block* once
 signature is its fields, its input height, width and channels, the build options and (for
 the last block) the classifier top; the first time a signature is seen, that one block is
 built alone as a tiny Keras model by :func:`kerasnets.builder.build_model` (so no block kind
-is re-implemented here) and described by :func:`export.graph.analyze`. A candidate's graph is
+is re-implemented here) and described by :func:`kerasnets.export.graph.analyze`. A candidate's graph is
 its blocks' cached ops, renamed to the layer names the full model would have and chained
-input to output; it is then costed by the same :func:`export.cost.estimate` (placement,
+input to output; it is then costed by the same :func:`kerasnets.export.cost.estimate` (placement,
 per-op rows, totals) as a built model, so the two agree op for op.
 
 What the stitching checks: the converter folds and fuses inside a block, except where an op
 that reads a block's output alone folds into it (a BatchNorm after a linear conv, a ReLU after a
-linear conv, add or multiply; the rules of :func:`export.graph.analyze`), which the per-block ops
+linear conv, add or multiply; the rules of :func:`kerasnets.export.graph.analyze`), which the per-block ops
 cannot show. Such a spec, and a torch-convention max pool (which the builder checks against the
 block before it), is costed from its whole model instead (``method`` says which). Every zoo model
 at 96x96 on m55h and edgetpu_usb gives the same rows and totals both ways (tests/export/test_speccost.py).
@@ -21,8 +21,8 @@ import dataclasses
 import numbers
 import time
 
-from export.cost import estimate
-from export.graph import CONV_KINDS, FUSABLE_ACTIVATIONS, ModelGraph, Op, analyze
+from kerasnets.export.cost import estimate
+from kerasnets.export.graph import CONV_KINDS, FUSABLE_ACTIVATIONS, ModelGraph, Op, analyze
 from kerasnets.backend import keras
 from kerasnets.builder import BuildOptions, block_prefixes, build_model
 from kerasnets.errors import ModelConfigError, UsageError
@@ -174,7 +174,7 @@ class SpecCoster:
 
     # ---------------------------------------------------------------- estimate ----
     def estimate(self, spec, profile, precision=None, policy="max_npu"):
-        """:func:`export.cost.estimate` of ``spec`` (result dict, plus ``method``: blocks or full)."""
+        """:func:`kerasnets.export.cost.estimate` of ``spec`` (result dict, plus ``method``: blocks or full)."""
         graph, method = self.graph(spec)
         result = estimate(graph, profile, precision=precision, policy=policy)
         result["method"] = method
@@ -187,7 +187,7 @@ class SpecCoster:
 
 def _fuses_across(graph, src):
     """Whether the converter would fold or fuse the op reading block output ``src`` into ``src``'s block
-    (the rules of :func:`export.graph.analyze`: a BatchNorm into a linear conv it alone reads, a ReLU / ReLU6
+    (the rules of :func:`kerasnets.export.graph.analyze`: a BatchNorm into a linear conv it alone reads, a ReLU / ReLU6
     into the linear conv, add or multiply that ends there), which the per-block ops do not show."""
     if len(src.consumers) != 1 or src.consumers[0] == "<output>":
         return False
@@ -216,7 +216,7 @@ def _renamer(old_prefix, new_prefix, old_input, new_input):
 
 def estimate_spec(spec, profile, input_shape=(224, 224, 3), classes=1000, options=None, precision=None,
                   policy="max_npu", coster=None):
-    """:func:`export.cost.estimate` of ``spec`` at ``input_shape`` without building the whole model.
+    """:func:`kerasnets.export.cost.estimate` of ``spec`` at ``input_shape`` without building the whole model.
 
     Pass a :class:`SpecCoster` as ``coster`` to reuse its cache across calls (its input shape,
     classes and options then apply).

@@ -1,7 +1,7 @@
 """The one TFLite conversion function, and artifact writing with a manifest (at :func:`manifest_path`).
 
 An artifact and its manifest are one bundle of :mod:`kerasnets.io`: published together, so
-after a crash at any moment a reader going through :mod:`export.runtime` finds the whole old
+after a crash at any moment a reader going through :mod:`kerasnets.export.runtime` finds the whole old
 pair or the whole new one; temporary files of a killed export are removed by the next write.
 Writers of one path are serialised by a lock (:func:`artifact_lock`), which a script can hold
 across a whole export so that a second export to that path is refused before any work.
@@ -17,7 +17,7 @@ import sys
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from export.runtime import manifest_path
+from kerasnets.export.runtime import manifest_path
 import kerasnets
 from kerasnets.backend import tf
 from kerasnets.errors import KerasnetsError, PathError, path_error

@@ -4,7 +4,7 @@ Fashion-MNIST (IDX files), folders of class sub-folders and TFRecords load into 
 :class:`DataSplit` of in-memory arrays (images uint8 or float, labels int), checked by
 :func:`validate_split`; :func:`calibration_images` draws preprocessed images for int8
 calibration. Training pipelines (``tf.data``, augmentation, hold-out splits) live in
-``pipelines.data``; this module is here, in the base package, because export (calibration
+``kerasnets.pipelines.data``; this module is here, in the base package, because export (calibration
 images of ``kerasnets-export``) must not import pipelines.
 
 The normalisation is a plain dict, ``{"mean": [..3..], "std": [..3..]}``, applied to pixel

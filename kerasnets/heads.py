@@ -1,7 +1,7 @@
 """Where the classifier head starts: the one definition of the float-head cut.
 
-Both QAT (``pipelines.qat.quantize_model(float_head=True)`` keeps these layers float) and
-the partitioner (``export.partition``'s ``float_head`` policy runs them on the CPU) use
+Both QAT (``kerasnets.pipelines.qat.quantize_model(float_head=True)`` keeps these layers float) and
+the partitioner (``kerasnets.export.partition``'s ``float_head`` policy runs them on the CPU) use
 :func:`float_head_layer_names`, so the trained model and the deployed split agree.
 
 The cut follows the Edge TPU rule: the global pool runs well on the NPU (a MEAN or

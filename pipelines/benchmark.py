@@ -7,7 +7,7 @@ import dataclasses
 import os
 import time
 
-from pipelines import evaluate, ptq, qat, train
+from kerasnets.pipelines import evaluate, ptq, qat, train
 
 DEFAULT_MODELS = ("mobilenet_v2_100", "axspine_small", "repghostnet_050", "shufflenet_v2_x0_5")
 

@@ -20,8 +20,8 @@ from kerasnets.backend import keras, tf
 from kerasnets.heads import float_head_layer_names
 from kerasnets.io import write_json
 import tensorflow_model_optimization as tfmot  # noqa: E402
-from pipelines import qat
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import qat
+from kerasnets.pipelines.errors import ConfigError
 
 MIN_BITS, MAX_BITS = 1.0, 8.0
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from kerasnets.errors import path_error
 from kerasnets.resources import nearest_existing, probe_writable
-from pipelines.errors import ConfigError
+from kerasnets.pipelines.errors import ConfigError
 
 __all__ = ["boolean", "check_output_folder", "choice", "integer", "number", "text"]
 
@@ -120,3 +120,9 @@ def check_output_folder(path, name="output folder"):
     except OSError as e:
         raise path_error(path, e, "write") from None
     return path
+
+
+def changed_setting(mine, theirs, resumable=()):
+    """The first setting of ``mine`` (a dict) that a stored run's ``theirs`` holds with another value, or None;
+    settings in ``resumable`` may change between a run and its resume."""
+    return next((k for k in mine if k not in resumable and theirs.get(k) != mine[k]), None)

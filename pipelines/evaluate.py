@@ -1,14 +1,14 @@
 """Top-1 / top-5 accuracy of a Keras model and of a TFLite model run in LiteRT, over a whole split.
 
-TFLite models run through :mod:`export.runtime` (the project's one LiteRT harness):
+TFLite models run through :mod:`kerasnets.export.runtime` (the project's one LiteRT harness):
 integer inputs are quantized with the model's own input scale and zero point.
 """
 import numpy as np
 
-from export import runtime
+from kerasnets.export import runtime
 from kerasnets.backend import tf
-from pipelines import data as data_lib
-from pipelines.errors import DataError
+from kerasnets.pipelines import data as data_lib
+from kerasnets.pipelines.errors import DataError
 
 
 def _topk_hits(scores, labels, k):

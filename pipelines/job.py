@@ -20,13 +20,13 @@ import numpy as np
 
 import kerasnets
 from kerasnets import forms as kn_forms
-from export import cost, hostfit, partition, profiles, report, runtime, tflite
+from kerasnets.export import cost, hostfit, partition, profiles, report, runtime, tflite
 from kerasnets.host import cpu_name
 from kerasnets.io import atomic_write, plain
 from kerasnets.spec import load_spec
-from pipelines import data as data_lib
-from pipelines import checks, evaluate, qat, train
-from pipelines.errors import CheckpointError, ConfigError
+from kerasnets.pipelines import data as data_lib
+from kerasnets.pipelines import checks, evaluate, qat, train
+from kerasnets.pipelines.errors import CheckpointError, ConfigError
 
 QUANTIZATION = ("qat", "ptq")
 STEPS = ("train_float", "quantize", "export", "partition", "verify", "benchmark", "estimate", "report")
@@ -177,7 +177,7 @@ class _Run:
 
     # Forms ------------------------------------------------------------------
     def forms(self):
-        """The group-conv forms (:func:`pipelines.train.choose_forms`): training on this device, export for
+        """The group-conv forms (:func:`kerasnets.pipelines.train.choose_forms`): training on this device, export for
         ``partition_profile``. Training itself records the form it used (steps/train_float.json)."""
         def make():
             model = self._cache.pop("checked_model", None)
@@ -282,9 +282,8 @@ def _check_resume(config, out_dir, restart):
     # A field the stored job predates held its default then.
     defaults = json.loads(json.dumps(dataclasses.asdict(JobConfig())))
     theirs = {**{k: v for k, v in defaults.items() if k not in theirs}, **theirs}
-    changed = [k for k in mine_cmp if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine_cmp[k]]
-    if changed:
-        k = changed[0]
+    k = checks.changed_setting(mine_cmp, theirs, _RESUMABLE_FIELDS)
+    if k is not None:
         raise ConfigError(f"{out_dir} holds a run with {k}={theirs.get(k)!r}, not {mine_cmp[k]!r}; "
                           "use another --out (or --name), or --restart to discard it.")
     return True
@@ -558,7 +557,7 @@ def run_job(config, out_dir, restart=False, log=print, calibration_exact=False, 
         script does when --calibration_count is given) instead of calibrating on the whole split.
       calibrate_host: when the host_cpu profile was fitted on another CPU (or with other threads or
         another LiteRT), the estimate step quick-calibrates it here once and caches it
-        (:func:`export.hostfit.host_profile`); False estimates with the profile as found.
+        (:func:`kerasnets.export.hostfit.host_profile`); False estimates with the profile as found.
 
     Everything is checked first (:func:`prepare`); nothing is written before that passes.
     """

@@ -1,6 +1,6 @@
 """Post-training full-integer quantization with real calibration images, and its per-layer report.
 
-The conversion itself is :func:`export.tflite.convert` (the project's one conversion
+The conversion itself is :func:`kerasnets.export.tflite.convert` (the project's one conversion
 function: deploy transforms, static batch-1 shapes, int8 kernels); this module draws the
 representative dataset from real training images and explains where accuracy went,
 through TFLite's ``QuantizationDebugger``.
@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 
-from export import tflite as tflite_export
+from kerasnets.export import tflite as tflite_export
 from kerasnets.backend import keras, tf
-from pipelines import checks
-from pipelines import data as data_lib
-from pipelines.errors import ConfigError, DataError
+from kerasnets.pipelines import checks
+from kerasnets.pipelines import data as data_lib
+from kerasnets.pipelines.errors import ConfigError, DataError
 
 
 def check_model(model, name="model"):
@@ -27,7 +27,7 @@ def check_model(model, name="model"):
 
 
 def check_io_type(io_type):
-    """``io_type`` if the int8 conversion knows it (:data:`export.tflite.IO_TYPES`)."""
+    """``io_type`` if the int8 conversion knows it (:data:`kerasnets.export.tflite.IO_TYPES`)."""
     if not isinstance(io_type, str) or io_type not in tflite_export.IO_TYPES:
         raise ConfigError(f"io_type={io_type!r} is unknown; use one of {', '.join(tflite_export.IO_TYPES)}.")
     return io_type

@@ -39,7 +39,7 @@ from tensorflow_model_optimization.python.core.quantization.keras import quantiz
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_configs as configs_8bit, default_8bit_quantize_registry as registry_8bit,
     default_8bit_quantize_scheme as scheme_8bit)
-from pipelines.errors import ConfigError
+from kerasnets.pipelines.errors import ConfigError
 
 L = keras.layers
 MODES = ("full", "weights")

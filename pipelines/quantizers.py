@@ -15,7 +15,7 @@ import numpy as np
 
 import kerasnets
 from kerasnets.backend import keras
-from pipelines.errors import ConfigError
+from kerasnets.pipelines.errors import ConfigError
 
 
 @dataclasses.dataclass

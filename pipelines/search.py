@@ -8,7 +8,7 @@ Two phases, one persistent Optuna study:
    family's search space (:data:`BASES`: width, per-stage depth, expansion, group width, kernel
    size per stage, activation and stage layout, the layout's depths being a conditional part of
    the space). Each candidate is a spec (the family's spec function, then spec-to-spec
-   transforms), costed on the profile at the deployment size by :class:`export.speccost.SpecCoster`
+   transforms), costed on the profile at the deployment size by :class:`kerasnets.export.speccost.SpecCoster`
    from cached per-block ops (a few ms; no Keras model is built for a spec whose blocks were
    seen). Two objectives: estimated latency (minimised) and MACs (maximised: model capacity, the
    zero-cost baseline that Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021,
@@ -16,7 +16,7 @@ Two phases, one persistent Optuna study:
    front is the largest models that fit.
 2. **The accuracy proxy.** The ``top_k`` feasible candidates of the estimator front (largest
    first) are ranked by the proxy on the user's dataset: ``train`` (default) trains each for a
-   few epochs at a small input (``train_size``) with :func:`pipelines.train.fit` and scores its
+   few epochs at a small input (``train_size``) with :func:`kerasnets.pipelines.train.fit` and scores its
    test-split top-1; ``zero_cost`` scores SNIP (Lee et al., ICLR 2019: the sum of
    ``|w * dL/dw|`` over all weights, on one training batch at initialisation). SNIP rather than
    synflow, the best of the zero-cost proxies in Abdelfattah et al.: synflow feeds an all-ones
@@ -48,18 +48,18 @@ import time
 import numpy as np
 
 import kerasnets
-from export import profiles as hw_profiles
-from export.placement import POLICIES
-from export.speccost import SpecCoster
+from kerasnets.export import profiles as hw_profiles
+from kerasnets.export.placement import POLICIES
+from kerasnets.export.speccost import SpecCoster
 from kerasnets import families
 from kerasnets.backend import keras, tf
 from kerasnets.builder import BuildOptions
 from kerasnets.errors import ModelConfigError
 from kerasnets.io import atomic_write, write_json
 from kerasnets.spec import ModelSpec, align_up, save_spec
-from pipelines import checks, train
-from pipelines import data as data_lib
-from pipelines.errors import CheckpointError, ConfigError
+from kerasnets.pipelines import checks, train
+from kerasnets.pipelines import data as data_lib
+from kerasnets.pipelines.errors import CheckpointError, ConfigError
 
 PROXIES = ("train", "zero_cost")
 JOURNAL = "study.journal"
@@ -359,7 +359,7 @@ class SearchConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def train_config(self, name):
-        """The :class:`pipelines.train.TrainConfig` of a candidate's proxy training."""
+        """The :class:`kerasnets.pipelines.train.TrainConfig` of a candidate's proxy training."""
         return train.TrainConfig(model=name, input_size=tuple(self.train_size), epochs=self.epochs,
                                  batch_size=self.batch_size, learning_rate=self.learning_rate, seed=self.seed,
                                  augment=False, warmup_epochs=min(1.0, 0.3 * self.epochs), tensorboard=False,
@@ -374,7 +374,7 @@ def grouped_conv_count(graph):
 
 
 def training_form(spec, coster):
-    """The group-conv form ``spec`` trains in here (:func:`pipelines.train.choose_forms`: split on a CPU)."""
+    """The group-conv form ``spec`` trains in here (:func:`kerasnets.pipelines.train.choose_forms`: split on a CPU)."""
     graph, _ = coster.graph(spec)
     return train.choose_forms(grouped_conv_count(graph))["training"]["group_conv"] or "native"
 
@@ -521,9 +521,8 @@ def _check_resume(config, out_dir, resume):
                               "--resume to start one, or pass the --out of the search to continue.")
     theirs = _stored_config(journal)
     mine = config.as_dict()
-    changed = [k for k in mine if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine[k]]
-    if changed:
-        k = changed[0]
+    k = checks.changed_setting(mine, theirs, _RESUMABLE_FIELDS)
+    if k is not None:
         raise CheckpointError(f"{out_dir} holds a search with {k}={theirs.get(k)!r}, not {mine[k]!r}; pass the "
                               "same settings to resume it, or use a fresh --out.")
     return True
@@ -561,7 +560,7 @@ def prepare(config, out_dir, resume=False, log=print):
     """
     if not isinstance(config, SearchConfig):
         raise ConfigError(f"config is a {type(config).__name__}, not a SearchConfig; pass "
-                          "pipelines.search.SearchConfig(...).")
+                          "kerasnets.pipelines.search.SearchConfig(...).")
     config.check()
     out_dir = checks.check_output_folder(out_dir, "output folder (--out)")
     resume = checks.boolean("resume", resume)

@@ -1,6 +1,6 @@
 """The paper's staged quantization flow as one call, and learned bit-widths as one call.
 
-Stages (each trained with :func:`pipelines.train.fit` in its own ``stageN_*`` folder,
+Stages (each trained with :func:`kerasnets.pipelines.train.fit` in its own ``stageN_*`` folder,
 checkpointed every epoch, evaluated on the validation split):
 
 1. ``float``: the float model;
@@ -16,9 +16,9 @@ import os
 
 from kerasnets.heads import float_head_layer_names
 from kerasnets.io import write_json
-from pipelines import bitwidth, checks, evaluate, ptq, qat, train
-from pipelines import data as data_lib
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import bitwidth, checks, evaluate, ptq, qat, train
+from kerasnets.pipelines import data as data_lib
+from kerasnets.pipelines.errors import ConfigError
 
 STAGES = ("float", "weights", "weights+activations", "finetune")
 

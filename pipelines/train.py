@@ -29,9 +29,9 @@ from kerasnets.errors import path_error
 from kerasnets.io import write_json
 from kerasnets.resources import check_fits_memory
 from kerasnets.spec import load_spec
-from pipelines import checks
-from pipelines import data as data_lib
-from pipelines.errors import CheckpointError, ConfigError
+from kerasnets.pipelines import checks
+from kerasnets.pipelines import data as data_lib
+from kerasnets.pipelines.errors import CheckpointError, ConfigError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("sgd", "adamw")
@@ -331,11 +331,11 @@ def gpu_visible():
 
 def _profile_name_and_entry(profile):
     """(name, support.ops.group_conv entry or None, whether the profile lists supported ops) of a profile
-    (an :class:`export.profiles.Profile` or its dict)."""
+    (an :class:`kerasnets.export.profiles.Profile` or its dict)."""
     data = getattr(profile, "data", profile)
     if not isinstance(data, dict):
         raise ConfigError(f"profile={profile!r} is neither a hardware profile nor its dict; pass "
-                          "export.profiles.load_profile(name).")
+                          "kerasnets.export.profiles.load_profile(name).")
     ops = (data.get("support") or {}).get("ops")
     return data.get("name", "the profile"), (ops or {}).get("group_conv"), isinstance(ops, dict)
 
@@ -348,7 +348,7 @@ def choose_forms(grouped_convs, overrides=None, gpu=None, profile=None):
       grouped_convs: how many grouped (not depthwise) convolutions the model has (0: forms do not matter).
       overrides: the get_model overrides; a ``group_conv`` there wins for training (reported as the user's).
       gpu: whether training runs on a GPU (None: ask TensorFlow).
-      profile: the export target (an ``export.profiles`` profile or its dict); None: no export form.
+      profile: the export target (an ``kerasnets.export.profiles`` profile or its dict); None: no export form.
 
     Returns ``{"grouped_convs": n, "training": {"group_conv", "reason", "override"}, "export": {"group_conv",
     "reason"} or None}``; ``group_conv`` is None when the model has no grouped convolution.

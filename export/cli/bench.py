@@ -9,7 +9,7 @@ import sys
 
 from absl import flags
 
-from export import runtime
+from kerasnets.export import runtime
 from kerasnets.cli import define_flags, print_json, run_main
 from kerasnets.errors import PathError, UsageError, path_error
 

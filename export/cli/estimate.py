@@ -12,7 +12,7 @@ profile loader searches both before the shipped profiles). ``--calibrate`` (= ``
 micro-benchmarks kernels and random networks in LiteRT (about 10 minutes; ``--samples`` keeps
 the timings to refit from later); ``--calibrate=quick`` (alias: ``--calibrate --quick``) times
 a small fixed set of kernels and three random networks (one or two minutes) and rescales the
-shipped predictors per kernel kind (:mod:`export.hostfit`).
+shipped predictors per kernel kind (:mod:`kerasnets.export.hostfit`).
 
 `kerasnets-estimate --validate [--profile=host_cpu] [--validate_models=a,b,...] [--repeats=2] [--threads=N]`
 (also after ``--calibrate``, on the profile it wrote) times zoo models together with the anchor
@@ -25,10 +25,10 @@ import sys
 
 from absl import flags
 
-from export import calibrate, cost, hostfit, placement
-from export.cli import zoo_model
-from export.profiles import USER_PROFILE_DIR, load_profile
-from export.report import plot_estimate
+from kerasnets.export import calibrate, cost, hostfit, placement
+from kerasnets.export.cli import zoo_model
+from kerasnets.export.profiles import USER_PROFILE_DIR, load_profile
+from kerasnets.export.report import plot_estimate
 from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.errors import UsageError
 from kerasnets.io import atomic_write
@@ -71,7 +71,7 @@ flags.DEFINE_bool("validate", False, "Time zoo models and the anchor (mobilenet_
                   "the measurement's spread; validates --profile (default host_cpu), or the profile --calibrate "
                   "wrote.")
 flags.DEFINE_list("validate_models", None, "With --validate: the zoo models (default: one per family, "
-                  "export.calibrate.VALIDATION_MODELS); the anchor is added when missing.")
+                  "kerasnets.export.calibrate.VALIDATION_MODELS); the anchor is added when missing.")
 flags.DEFINE_integer("repeats", 2, "With --validate: timing passes over the same loaded models (the later ones "
                      "show the measurement's spread within the run).", lower_bound=1)
 flags.DEFINE_string("profile_out", None, "With --calibrate: where to write the fitted host_cpu profile.")

@@ -16,8 +16,8 @@ import os
 import numpy as np
 from absl import flags
 
-from export import runtime, tflite
-from export.cli import zoo_model
+from kerasnets.export import runtime, tflite
+from kerasnets.export.cli import zoo_model
 from kerasnets import datasets
 from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.errors import UsageError
@@ -75,7 +75,7 @@ def artifact_path(out, model, mode):
 
 
 def check_out(out, path):
-    """Refuse an --out that cannot take the artifact and its manifest (see :mod:`export.cli.zoo_model`)."""
+    """Refuse an --out that cannot take the artifact and its manifest (see :mod:`kerasnets.export.cli.zoo_model`)."""
     if path == out:  # --out names the artifact itself
         zoo_model.check_output_file(path, "out", "FILE.tflite")
     else:

@@ -6,7 +6,7 @@ compiler-style log (or one JSON object), and with ``--out`` writes ``plan.json``
 ``partition.log`` and the parts: an int8 TFLite for the NPU part and a float TFLite for
 the CPU part (calibrated on random images unless ``--calibration_npz`` gives real ones).
 ``--out`` has the alias ``--output_dir``; ``--policy`` defaults to ``max_npu``.
-``--retarget`` first adapts the model to the profile (:func:`export.retarget.retarget`, the
+``--retarget`` first adapts the model to the profile (:func:`kerasnets.export.retarget.retarget`, the
 rules of the profile's ``retarget`` section), partitions the result and shows the mapping
 (NPU / CPU layers, latency) before and after; at the function level the weights carry over.
 
@@ -20,8 +20,8 @@ import sys
 import numpy as np
 from absl import flags
 
-from export import partition, retarget
-from export.cli import zoo_model
+from kerasnets.export import partition, retarget
+from kerasnets.export.cli import zoo_model
 from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.errors import UsageError
 

@@ -2,7 +2,7 @@
 [--out=SPEC.json] [--json]`
 
 Adapts a zoo model to a hardware profile with the rules the profile's ``retarget`` section
-lists (:mod:`export.retarget`) and prints the change table: each rule, the layers or blocks
+lists (:mod:`kerasnets.export.retarget`) and prints the change table: each rule, the layers or blocks
 it touched, its reason (citing the profile field) and the estimated latency before -> after.
 ``--level=function`` (default) keeps the weights and the outputs (build options only);
 ``--level=architecture`` also changes the spec (depthwise -> group conv, channel alignment,
@@ -14,10 +14,10 @@ section), the model at its size and the output path.
 """
 from absl import flags
 
-from export import retarget
-from export.cli import zoo_model
-from export.placement import POLICIES
-from export.profiles import RETARGET_LEVELS
+from kerasnets.export import retarget
+from kerasnets.export.cli import zoo_model
+from kerasnets.export.placement import POLICIES
+from kerasnets.export.profiles import RETARGET_LEVELS
 from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.spec import save_spec
 

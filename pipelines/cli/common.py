@@ -10,9 +10,9 @@ import os
 from absl import flags
 
 from kerasnets.cli import TRAINING_INPUT_SIZE, define_flags, model_flags, parse_size, verbosity
-from pipelines import checks, train
-from pipelines import data as data_lib
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import checks, train
+from kerasnets.pipelines import data as data_lib
+from kerasnets.pipelines.errors import ConfigError
 
 FLAGS = flags.FLAGS
 # The flags define_common makes belong to the script that calls it (its --help lists them).
@@ -54,7 +54,7 @@ def overrides():
 
 
 def train_config():
-    """The :class:`pipelines.train.TrainConfig` the flags describe, checked (a bad --weights is read and refused)."""
+    """The :class:`kerasnets.pipelines.train.TrainConfig` the flags describe, checked (a bad --weights is read and refused)."""
     config_overrides = overrides()
     name, spec = model_flags()
     return train.TrainConfig(model=name, spec=spec or "", input_size=input_hw(), overrides=config_overrides,

@@ -15,8 +15,8 @@ from absl import flags
 from kerasnets.cli import define_flags, run_main
 from kerasnets.errors import UsageError
 from kerasnets.heads import float_head_layer_names
-from pipelines import checks, data, evaluate, ptq, qat, quantizers, staged, train
-from pipelines.cli import common, emit
+from kerasnets.pipelines import checks, data, evaluate, ptq, qat, quantizers, staged, train
+from kerasnets.pipelines.cli import common, emit
 
 MODES = ("ptq", "qat", "staged", "bitwidth")
 common.define_common()

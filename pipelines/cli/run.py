@@ -20,11 +20,11 @@ import sys
 
 from absl import flags
 
-from export.runtime import VerificationError
+from kerasnets.export.runtime import VerificationError
 from kerasnets.cli import define_flags, model_flags, run_main, verbosity
 from kerasnets.errors import UsageError
-from pipelines import job
-from pipelines.cli import common
+from kerasnets.pipelines import job
+from kerasnets.pipelines.cli import common
 
 define_flags("model", "spec", "dataset", "input_size", "overrides", "weights", "epochs", "qat_epochs", "batch_size",
              "learning_rate", "train_subset", "val_subset", "calibration_count", "profile", "policy", "runs",
@@ -40,7 +40,7 @@ FLAGS = flags.FLAGS
 
 
 def job_config():
-    """The :class:`pipelines.job.JobConfig` the flags describe."""
+    """The :class:`kerasnets.pipelines.job.JobConfig` the flags describe."""
     name, spec = model_flags()
     return job.JobConfig(model=name, spec=spec or "", dataset=FLAGS.dataset, input_size=common.input_hw(),
                          overrides=common.overrides(), weights=FLAGS.weights or "", epochs=FLAGS.epochs,

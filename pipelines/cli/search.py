@@ -1,4 +1,4 @@
-"""kerasnets-search: hardware-aware architecture search under a latency budget (:mod:`pipelines.search`).
+"""kerasnets-search: hardware-aware architecture search under a latency budget (:mod:`kerasnets.pipelines.search`).
 
     kerasnets-search --base=axspine --profile=m55h --input_size=576x320 --fps=186 --out=runs/search
     kerasnets-search --base=mobilenet_v2 --profile=edgetpu_usb --latency_ms=3 --proxy=zero_cost --out=runs/s2
@@ -16,8 +16,8 @@ too); a refused command writes nothing and exits 2 with one sentence.
 from absl import flags
 
 from kerasnets.cli import define_flags, parse_size, print_json, run_main, verbosity
-from pipelines import search
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import search
+from kerasnets.pipelines.errors import ConfigError
 
 FLAGS = flags.FLAGS
 define_flags("input_size", "profile", "policy", "out", "dataset", "train_subset", "val_subset", "epochs", "batch_size",
@@ -30,7 +30,7 @@ flags.DEFINE_integer("trials", 200, "Estimator-loop trials (candidates costed on
 flags.DEFINE_integer("top_k", 3, "Candidates within the budget ranked by the proxy.")
 flags.DEFINE_string("train_size", "32x32", "Input size HEIGHTxWIDTH candidates are trained or scored at.")
 flags.DEFINE_float("bn_momentum", 0.9, "BatchNorm momentum of the proxy trainings (short runs: see "
-                   "pipelines.search.SearchConfig).")
+                   "kerasnets.pipelines.search.SearchConfig).")
 if "resume" in FLAGS:  # defined by the training scripts, imported into the same process
     flags.declare_key_flag("resume")
 else:

@@ -10,8 +10,8 @@ nothing behind and exits 2 with one sentence.
 """
 from kerasnets.cli import define_flags, run_main
 from kerasnets.errors import UsageError
-from pipelines import train
-from pipelines.cli import common, emit
+from kerasnets.pipelines import train
+from kerasnets.pipelines.cli import common, emit
 
 common.define_common()
 define_flags("weights")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from ai_edge_litert import schema_py_generated as schema
-from export import runtime, tflite
+from kerasnets.export import runtime, tflite
 from kerasnets import io as kn_io
 from kerasnets.backend import keras, tf
 from kerasnets.errors import PathError
@@ -281,7 +281,7 @@ class TrialRunTest(unittest.TestCase):
 # the renames of a publish; with "stop_in_window" the child stops after the model's rename.
 _ZYGOTE = r"""
 import json, os, random, sys, time, traceback
-from export import tflite
+from kerasnets.export import tflite
 real_replace = os.replace
 setting = {}
 def say(line):  # one write per line: the zygote and its child share the pipe

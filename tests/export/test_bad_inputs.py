@@ -4,7 +4,7 @@ Every script case runs in-process (``tests.helpers.run_cli``) and must: exit 2, 
 one line ``error: ...`` on stderr (absl's own message for a malformed flag), name the bad
 value, show no trace, and leave the output folder as it was. The cases are cheap (a small
 model at 32x32 at most, symbolic) because every check runs before any conversion or
-calibration. Library cases call the public functions of ``export`` with wrong types and
+calibration. Library cases call the public functions of ``kerasnets.export`` with wrong types and
 values and expect a :class:`kerasnets.errors.KerasnetsError` naming the value.
 """
 import copy
@@ -21,11 +21,11 @@ import pytest
 from absl.testing import parameterized
 
 import kerasnets
-from export import calibrate, cost, partition, placement, profiles
+from kerasnets.export import calibrate, cost, partition, placement, profiles
 from tests.helpers import TempFoldersTestCase, check_bad_call, run_cli
 
-ZOO, EXPORT, ESTIMATE, PARTITION, BENCH = ("kerasnets.zoo_table", "export.cli.export", "export.cli.estimate",
-                                           "export.cli.partition", "export.cli.bench")
+ZOO, EXPORT, ESTIMATE, PARTITION, BENCH = ("kerasnets.zoo_table", "kerasnets.export.cli.export", "kerasnets.export.cli.estimate",
+                                           "kerasnets.export.cli.partition", "kerasnets.export.cli.bench")
 SMALL = ("--model=mobilenet_v2_035", "--input_size=32x32", "--classes=10")
 # A read-only or pseudo file system that refuses new files even to root.
 NO_WRITE = "/proc/kerasnets_out"
@@ -104,7 +104,7 @@ SCRIPT_CASES = [
     ("estimate_chart_read_only", ESTIMATE, SMALL + (f"--chart={NO_WRITE}.png",), (NO_WRITE,), None),
     ("estimate_chart_disk_full", ESTIMATE, SMALL + ("--chart={tmp}/cost.png",), ("--chart", "free"), "disk_full"),
     ("estimate_chart_enospc", ESTIMATE, SMALL + ("--chart={tmp}/cost.png",), ("cost.png", "disk is full"),
-     ("export.cli.estimate.plot_estimate", errno.ENOSPC)),
+     ("kerasnets.export.cli.estimate.plot_estimate", errno.ENOSPC)),
     # ---- kerasnets-estimate: --calibrate and its flags
     ("estimate_quick_without_calibrate", ESTIMATE, SMALL + ("--quick",), ("--quick only applies with --calibrate",),
      None),
@@ -363,7 +363,7 @@ class ScriptBadInputsTest(parameterized.TestCase):
     def test_disk_full_while_writing_the_parts_is_one_sentence(self):
         # Space runs out during the write itself (after the checks passed): one sentence, exit 2.
         tmp = tempfile.mkdtemp(dir=self.root)
-        with _enospc("export.tflite.write_artifact"):
+        with _enospc("kerasnets.export.tflite.write_artifact"):
             proc = run_cli(PARTITION, *SMALL, f"--out={tmp}/parts", "--calibration_count=2")
         self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
         self.assertIn("disk is full", proc.stderr)

@@ -1,8 +1,8 @@
-"""export.calibrate: kernel coverage, the non-negative fit, profile output, one real micro-benchmark."""
+"""kerasnets.export.calibrate: kernel coverage, the non-negative fit, profile output, one real micro-benchmark."""
 import numpy as np
 import pytest
 
-from export import calibrate, cost, litert_timing, profiles
+from kerasnets.export import calibrate, cost, litert_timing, profiles
 from kerasnets.backend import keras, tf
 
 L = keras.layers
@@ -118,6 +118,7 @@ class FitTest(tf.test.TestCase):
         self.assertEqual(t["big"]["windows"], 9)
         self.assertGreater(t["big"]["steady_ms"], 2 * t["small"]["steady_ms"])
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_validation_report_with_a_repeat_pass(self):
         # The anchor's model is in the list at another size: timed as the anchor, not "added".
         report = calibrate.validate_host_profile(models=["mobilenet_v2_035"], resolutions=(32,),

@@ -20,7 +20,7 @@ class EstimateCliTest(tf.test.TestCase):
 
     def test_json_output_and_chart(self):
         chart = os.path.join(self.get_temp_dir(), "cost.png")
-        proc = run_cli("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=64x96", "--profile=m55h",
+        proc = run_cli("kerasnets.export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=64x96", "--profile=m55h",
                        "--classes=10", "--json", f"--chart={chart}")
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         with open(chart, "rb") as f:
@@ -47,16 +47,16 @@ class EstimateCliTest(tf.test.TestCase):
             json.dump({"threads": 1, "overhead_ms": {"int8": 0.001, "float32": 0.001}, "samples": samples,
                        "networks": []}, f)
         out = os.path.join(tmp, "host_cpu.json")
-        proc = run_cli("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}", "--json")
+        proc = run_cli("kerasnets.export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}", "--json")
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertEqual(json.loads(proc.stdout)["samples"], len(samples))
-        proc = run_cli("export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=32x32", f"--profile={out}",
+        proc = run_cli("kerasnets.export.cli.estimate", "--model=mobilenet_v2_035", "--input_size=32x32", f"--profile={out}",
                        "--json")
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertGreater(json.loads(proc.stdout)["latency_ms"], 0)
         with open(timings, "w") as f:
             f.write("not json")
-        proc = run_cli("export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}.2")
+        proc = run_cli("kerasnets.export.cli.estimate", "--calibrate", f"--samples={timings}", f"--profile_out={out}.2")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("is not a timings file", proc.stderr)
         self.assertFalse(os.path.exists(out + ".2"))
@@ -67,7 +67,7 @@ class EstimateCliTest(tf.test.TestCase):
                              (["--model=nosuchnet"], "unknown model"),
                              (["--model=mobilenet_v2_035", "--threads=4", "--profile=host_cpu"], "recalibrate"),
                              (["--no_such_flag"], "")):
-            proc = run_cli("export.cli.estimate", *args)
+            proc = run_cli("kerasnets.export.cli.estimate", *args)
             self.assertEqual(proc.returncode, 2, (args, proc.stderr[-500:]))
             self.assertIn(needle, proc.stderr)
 
@@ -76,7 +76,7 @@ class PartitionCliTest(tf.test.TestCase):
 
     def test_json_and_files(self):
         with tempfile.TemporaryDirectory() as d:
-            proc = run_cli("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--classes=10",
+            proc = run_cli("kerasnets.export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--classes=10",
                            "--profile=edgetpu_usb", "--policy=float_head", f"--out={d}", "--calibration_count=4",
                            "--json")
             self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
@@ -91,9 +91,9 @@ class PartitionCliTest(tf.test.TestCase):
             self.assertTrue(any(n.endswith("_cpu_float32.tflite") for n in names))
 
     def test_bad_policy_exits_2(self):
-        proc = run_cli("export.cli.partition", "--model=mobilenet_v2_035", "--policy=fastest")
+        proc = run_cli("kerasnets.export.cli.partition", "--model=mobilenet_v2_035", "--policy=fastest")
         self.assertEqual(proc.returncode, 2)
-        proc = run_cli("export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--profile=host_cpu")
+        proc = run_cli("kerasnets.export.cli.partition", "--model=mobilenet_v2_035", "--input_size=32x32", "--profile=host_cpu")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("CPU profile", proc.stderr)
 
@@ -109,7 +109,7 @@ class ConsoleScriptTest(tf.test.TestCase):
             exe = shutil.which("kerasnets-estimate")
         if exe is None:
             self.skipTest("kerasnets-estimate is not installed (pip install -e .)")
-        proc = run_module("export.cli.estimate", "--no_such_flag")  # absl's own parse error, in a process
+        proc = run_module("kerasnets.export.cli.estimate", "--no_such_flag")  # absl's own parse error, in a process
         self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
         self.assertNotIn("Traceback", proc.stderr)
         proc = subprocess.run([exe, "--model=mobilenet_v2_035", "--input_size=32x32", "--profile=m55h", "--json"],

@@ -1,8 +1,8 @@
-"""export.cost: MACs agree with the reference counts, per-layer reasons show the modeled effects."""
+"""kerasnets.export.cost: MACs agree with the reference counts, per-layer reasons show the modeled effects."""
 import pytest
 
 import kerasnets
-from export import cost, profiles
+from kerasnets.export import cost, profiles
 from kerasnets.backend import keras, tf
 
 L = keras.layers

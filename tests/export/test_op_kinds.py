@@ -4,7 +4,7 @@ and what the host fitter measures; every zoo model's graph uses only these kinds
 import pytest
 
 import kerasnets
-from export import calibrate, costing, graph, profiles
+from kerasnets.export import calibrate, costing, graph, profiles
 from kerasnets.backend import keras, tf
 
 _SHAPE = {"conv": (1, 8, 8, 16), "depthwise": (1, 8, 8, 16), "group_conv": (1, 8, 8, 16), "dense": (1, 16)}

@@ -1,4 +1,4 @@
-"""export.partition: the must-pass cuts, the policies, the split, the export and the chained runner."""
+"""kerasnets.export.partition: the must-pass cuts, the policies, the split, the export and the chained runner."""
 import json
 import os
 import tempfile
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kerasnets
-from export import cost, partition, profiles, runtime, tflite
+from kerasnets.export import cost, partition, profiles, runtime, tflite
 from kerasnets import layers as kl
 from kerasnets.backend import keras, tf
 from kerasnets.stats import randomize_batch_norm
@@ -157,6 +157,7 @@ class PoliciesAndExportTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "CPU profile"):
             partition.partition_for_profile(self.model, "host_cpu")
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_export_and_chained_runner_against_full_int8(self):
         plan = partition.partition_for_profile(self.model, "edgetpu_usb", policy="float_head")
         parts = partition.split_model(self.model, plan)

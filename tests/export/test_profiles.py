@@ -1,4 +1,4 @@
-"""export.profiles: shipped profiles load, malformed ones are refused naming the field, fits hold."""
+"""kerasnets.export.profiles: shipped profiles load, malformed ones are refused naming the field, fits hold."""
 import json
 import os
 import tempfile
@@ -6,7 +6,7 @@ import tempfile
 import pytest
 
 import kerasnets
-from export import cost, profiles
+from kerasnets.export import cost, profiles
 from kerasnets.backend import tf
 
 

@@ -1,4 +1,4 @@
-"""export.hostfit (the quick host-CPU calibration and its cache), the relative validation, and the
+"""kerasnets.export.hostfit (the quick host-CPU calibration and its cache), the relative validation, and the
 kerasnets-estimate flags for both (--calibrate=quick, --validate)."""
 import copy
 import json
@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from export import calibrate, cost, hostfit, profiles
+from kerasnets.export import calibrate, cost, hostfit, profiles
 from kerasnets.backend import keras, tf
 from tests.helpers import run_cli
 
 L = keras.layers
-ESTIMATE = "export.cli.estimate"
+ESTIMATE = "kerasnets.export.cli.estimate"
 
 
 def _tiny_kernels():
@@ -316,6 +316,7 @@ class RelativeValidationTest(tf.test.TestCase):
                                            abs(3.3 / 3 - 1)]))
         self.assertGreater(r["mean_abs_pct_diff"], r["relative_mean_abs_pct_diff"])
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_real_tiny_validation_adds_the_anchor(self):
         report = calibrate.validate_host_profile(models=["mobilenet_v2_035"], resolutions=(32,),
                                                  precisions=("float32",), rounds=1, repeats=2,

@@ -1,4 +1,4 @@
-"""export.retarget: profile-driven retargeting, its scripts, and its errors."""
+"""kerasnets.export.retarget: profile-driven retargeting, its scripts, and its errors."""
 import json
 import os
 import tempfile
@@ -6,7 +6,7 @@ import tempfile
 import pytest
 
 import kerasnets
-from export import partition, profiles, retarget
+from kerasnets.export import partition, profiles, retarget
 from kerasnets import layers as kl
 from kerasnets.backend import tf
 from kerasnets.heads import float_head_layer_names
@@ -31,6 +31,7 @@ def _same_outputs(test, result, size):
 
 class FunctionLevelTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_axspine_middle_on_edgetpu_maps_whole_backbone_with_same_outputs(self):
         result = retarget.retarget("axspine_middle", "edgetpu_usb", input_shape=(64, 64, 3))
         self.assertEqual([c.rule for c in result.changes], ["group_conv_form"])
@@ -83,6 +84,7 @@ class FunctionLevelTest(tf.test.TestCase):
 
 class ArchitectureLevelTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_mobilenet_v2_on_m55h_gets_axspine_changes_1_and_3_and_a_speedup(self):
         result = retarget.retarget("mobilenet_v2_100", "m55h", input_shape=(576, 320, 3), level="architecture")
         rules = {c.rule: c for c in result.changes}
@@ -113,6 +115,7 @@ class ArchitectureLevelTest(tf.test.TestCase):
         self.assertIn("undone", change.reason)
         self.assertTrue(all(b.group_width == 0 for b in result.spec.blocks if b.kind == "ir"))
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_alignment_keeps_vargnet_group_widths_whole(self):
         # VargNetV2 x0.25 has 8-wide stages of 8-channel groups; aligned to M55H's 16 lanes they stay
         # multiples of the group width, so the retargeted spec builds.
@@ -171,7 +174,7 @@ class ScriptsTest(tf.test.TestCase):
     @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_retarget_script_writes_a_spec_that_builds_the_same_model(self):
         out = os.path.join(tempfile.mkdtemp(), "spec.json")
-        r = run_cli("export.cli.retarget", "--model=mobilenet_v2_035", "--profile=m55h", "--input_size=64x64",
+        r = run_cli("kerasnets.export.cli.retarget", "--model=mobilenet_v2_035", "--profile=m55h", "--input_size=64x64",
                     "--level=architecture", f"--out={out}", "--classes=5")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("depthwise_to_group", r.stdout)
@@ -189,7 +192,7 @@ class ScriptsTest(tf.test.TestCase):
         self.assertAllClose(rebuilt(x), result.model(x), atol=1e-6, rtol=0)
 
     def test_retarget_script_json_and_errors(self):
-        r = run_cli("export.cli.retarget", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
+        r = run_cli("kerasnets.export.cli.retarget", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
                     "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         data = json.loads(r.stdout)
@@ -197,14 +200,14 @@ class ScriptsTest(tf.test.TestCase):
         self.assertEqual(data["options"]["group_conv"], "split")
         for args, word in ((("--level=arch",), "--level='arch'"), (("--profile=host_cpu",), "CPU profile"),
                            (("--profile=nope",), "'nope'")):
-            r = run_cli("export.cli.retarget", "--model=axspine_small", "--input_size=64x64", *args)
+            r = run_cli("kerasnets.export.cli.retarget", "--model=axspine_small", "--input_size=64x64", *args)
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn(word, r.stderr)
             self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
 
     @pytest.mark.slow  # 5-13 s: the fast tier keeps the cheaper tests of the same code
     def test_partition_retarget_shows_mapping_before_and_after(self):
-        r = run_cli("export.cli.partition", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
+        r = run_cli("kerasnets.export.cli.partition", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
                     "--retarget", "--policy=float_head")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("group_conv_form", r.stdout)
@@ -212,13 +215,13 @@ class ScriptsTest(tf.test.TestCase):
         after = next(l for l in r.stdout.splitlines() if l.strip().startswith("after"))
         self.assertIn("CPU layers    2", after)
         self.assertNotIn("CPU layers    2", before)
-        r = run_cli("export.cli.partition", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
+        r = run_cli("kerasnets.export.cli.partition", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
                     "--retarget", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         data = json.loads(r.stdout)
         self.assertEqual(data["retarget"]["after"]["cpu_layers"], 0)
         self.assertGreater(data["retarget"]["before"]["cpu_layers"], 0)
-        r = run_cli("export.cli.partition", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
+        r = run_cli("kerasnets.export.cli.partition", "--model=axspine_small", "--profile=edgetpu_usb", "--input_size=64x64",
                     "--retarget_level=architecture")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("--retarget", r.stderr)

@@ -1,4 +1,4 @@
-"""export.speccost: a spec costed from cached per-block ops agrees with the estimate of its built model."""
+"""kerasnets.export.speccost: a spec costed from cached per-block ops agrees with the estimate of its built model."""
 import dataclasses
 import time
 
@@ -6,8 +6,8 @@ import pytest
 from absl.testing import parameterized
 
 import kerasnets
-from export import cost
-from export.speccost import SpecCoster, estimate_spec
+from kerasnets.export import cost
+from kerasnets.export.speccost import SpecCoster, estimate_spec
 from kerasnets.backend import tf
 from kerasnets.spec import Block, ModelSpec, Top
 from kerasnets.zoo import get_spec
@@ -97,6 +97,7 @@ class ZooSweepTest(tf.test.TestCase, parameterized.TestCase):
     """Every zoo model at 96x96: the same rows and totals from the spec as from the built model."""
 
     @parameterized.parameters(*_FAST)
+    @pytest.mark.slow  # ~13 s; AgreementTest keeps zoo models in the fast tier
     def test_fast(self, name):
         _agree(self, get_spec(name), (96, 96, 3), classes=10)
 

@@ -1,4 +1,4 @@
-"""export.tflite conversion modes and export.runtime verification, safety and benchmarking."""
+"""kerasnets.export.tflite conversion modes and export.runtime verification, safety and benchmarking."""
 import json
 import os
 import tempfile
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kerasnets
-from export import runtime, tflite
+from kerasnets.export import runtime, tflite
 from kerasnets.backend import keras, tf
 from kerasnets.stats import randomize_batch_norm
 from tests.helpers import run_cli
@@ -223,6 +223,7 @@ class CorruptFilesTest(tf.test.TestCase):
 
 class BenchmarkTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_benchmark_and_interleaved_compare(self):
         content = tflite.convert(_model(size=32), "float32")
         result = runtime.benchmark(content, runs=5, warmup=1)
@@ -233,22 +234,23 @@ class BenchmarkTest(tf.test.TestCase):
         self.assertEqual(set(both), {"a", "b"})
         self.assertEqual(both["a"]["op_counts"], both["b"]["op_counts"])
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_bench_script(self):
         # In-process (run_cli): the script's exit codes and output are the same as in a new process.
         folder = tempfile.mkdtemp()
         path = os.path.join(folder, "m.tflite")
         open(path, "wb").write(tflite.convert(_model(size=32), "float32"))
-        proc = run_cli("export.cli.bench", path, "--runs=3", "--warmup=1", "--json")
+        proc = run_cli("kerasnets.export.cli.bench", path, "--runs=3", "--warmup=1", "--json")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         out = json.loads(proc.stdout)
         self.assertEqual(out["models"][0]["runs"], 3)
         bad = os.path.join(folder, "bad.tflite")
         open(bad, "wb").write(b"not a model at all, really")
-        proc = run_cli("export.cli.bench", bad)
+        proc = run_cli("kerasnets.export.cli.bench", bad)
         self.assertEqual(proc.returncode, 2)
         self.assertIn("not a TFLite flatbuffer", proc.stderr)
         self.assertNotIn("Traceback", proc.stderr)
-        proc = run_cli("export.cli.bench", path, "--runs=zero")
+        proc = run_cli("kerasnets.export.cli.bench", path, "--runs=zero")
         self.assertEqual(proc.returncode, 2)
 
 
@@ -256,7 +258,7 @@ class OnnxTest(tf.test.TestCase):
 
     @pytest.mark.slow
     def test_onnx_matches_keras(self):
-        from export import onnx as kn_onnx
+        from kerasnets.export import onnx as kn_onnx
         model = _model("shufflenet_v2_x0_5", size=64)
         content = kn_onnx.to_onnx(model)
         report = kn_onnx.verify_onnx(model, content, _images(4, 64), atol=1e-4)
@@ -271,7 +273,7 @@ class ExportScriptTest(tf.test.TestCase):
         out = os.path.join(folder, "m.tflite")
         argv = ["--model=mobilenet_v2_035", "--input_size=32x32", "--mode=int8", f"--out={out}",
                 "--calibration=fashion_mnist", "--calibration_count=16", "--json"]
-        proc = run_cli("export.cli.export", *argv)
+        proc = run_cli("kerasnets.export.cli.export", *argv)
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         manifest = json.load(open(tflite.manifest_path(out)))
         self.assertEqual(manifest["calibration"], "fashion_mnist")
@@ -281,7 +283,7 @@ class ExportScriptTest(tf.test.TestCase):
                            (["--input_size=abc"], "not a size")):
             args = {a.split("=")[0]: a for a in argv}
             args.update({b.split("=")[0]: b for b in bad})
-            proc = run_cli("export.cli.export", *args.values())
+            proc = run_cli("kerasnets.export.cli.export", *args.values())
             self.assertEqual(proc.returncode, 2, bad)
             self.assertIn(words, proc.stderr)
             self.assertNotIn("Traceback", proc.stderr)

@@ -85,6 +85,7 @@ class ReferenceLogitsTest(CheckpointTestCase):
     def test_ghostnet_timm(self):
         self.assert_matches("ghostnet_050")
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_repghostnet_train_form_and_its_deploy(self):
         model, x, ref = self.assert_matches("repghostnet_050")
         self.assertLessEqual(relative_error(kerasnets.deploy(model), x, ref), BOUND)

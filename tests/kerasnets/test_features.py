@@ -70,8 +70,9 @@ class FeaturesTest(tf.test.TestCase, parameterized.TestCase):
                                     out_indices=(3, 1))
         self.assertEqual([d["index"] for d in model.feature_info], [3, 1])
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_deploy_and_int8_export(self):
-        from export import runtime, tflite  # the export side of the same endpoints
+        from kerasnets.export import runtime, tflite  # the export side of the same endpoints
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(64, 64, 3), features_only=True)
         randomize_batch_norm(model)
         deployed = kerasnets.deploy(model)

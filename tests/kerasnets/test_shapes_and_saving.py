@@ -22,6 +22,7 @@ FAST_MODELS, SLOW_MODELS = split_sweep(kerasnets.list_models(), fast=("shufflene
 class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.parameters(*FAST_MODELS)
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_non_square_sizes_deploy_and_keras_round_trip(self, name):
         self._check_model(name)
 
@@ -82,6 +83,9 @@ class EveryModelTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(kerasnets.ShuffleNetV1(0.5, groups=8, input_shape=(64, 64, 3)).name, "shufflenet_v1_g8_x0_5")
         g2 = kerasnets.ShuffleNetV1(1.0, groups=2, input_shape=(64, 64, 3), classes=3)
         self.assertEqual(g2.get_layer("stage3_block0_gconv2_conv").groups, 2)
+
+    @pytest.mark.slow  # builds four more models (~6 s)
+    def test_constructors_of_the_later_families(self):
         # the families added later have constructors too, named as their registry entries
         self.assertEqual(kerasnets.VargNetV2(0.5, input_shape=(64, 64, 3), classes=3).name, "vargnetv2_050")
         self.assertEqual(kerasnets.VargNetV2(0.75, input_shape=(64, 64, 3), classes=3).name, "vargnetv2_075")

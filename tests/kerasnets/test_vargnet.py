@@ -192,6 +192,7 @@ class StructureTest(tf.test.TestCase):
                                   repeats=(1, 1, 1, 1))
         self.assertEqual([d["index"] for d in two.feature_info], [4, 2])
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_native_and_split_group_convs_agree(self):
         x = random_images(2, 32)
         for name, overrides in (("vargnetv2_050", {"repeats": (1, 2, 1, 1)}),
@@ -208,6 +209,7 @@ class StructureTest(tf.test.TestCase):
             self.assertAllClose(native(x, training=False), split(x, training=False), atol=1e-5)
             self.assertEqual(_counts(native), _counts(split))
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_tf_and_torch_conventions_count_the_same(self):
         for name, repeats in (("vargnetv2_025", (1, 2, 1, 1)), ("mixvargenet_100", (1, 2, 1, 1, 2))):
             tf_model = kerasnets.get_model(name, input_shape=(64, 64, 3), classes=10, repeats=repeats)
@@ -238,6 +240,7 @@ class StructureTest(tf.test.TestCase):
 
 class SpecAndErrorsTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_specs_save_and_load(self):
         folder = tempfile.mkdtemp()
         for spec in (families.vargnetv2_spec(0.5, group_base=16, head_factor=2, factor=1.5),
@@ -302,7 +305,7 @@ class ExportTest(tf.test.TestCase):
 
     @pytest.mark.slow
     def test_float_and_int8_tflite_estimate_and_partition(self):
-        from export import cost, partition, runtime, tflite  # the export side of the same models
+        from kerasnets.export import cost, partition, runtime, tflite  # the export side of the same models
         images = random_images(16, 32, seed=3)
         for model in (_small_vargnet(), randomized_bn(kerasnets.get_model(
                 "mixvargenet_100", input_shape=(32, 32, 3), classes=10, alpha=0.5, repeats=(1, 1, 1, 2, 1)))):
@@ -322,8 +325,8 @@ class ExportTest(tf.test.TestCase):
 
     @pytest.mark.slow
     def test_qat_wraps_and_converts(self):
-        from export import runtime, tflite
-        from pipelines import qat
+        from kerasnets.export import runtime, tflite
+        from kerasnets.pipelines import qat
         model = _small_vargnet()
         q = qat.quantize_model(model)
         wrapped = qat.quantized_layer_names(q)

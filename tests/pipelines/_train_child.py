@@ -14,7 +14,7 @@ if len(sys.argv) > 3:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(sys.argv[3]))
 
-from pipelines import data, train  # noqa: E402
+from kerasnets.pipelines import data, train  # noqa: E402
 
 tr = data.load_fashion_mnist("train").take(64, seed=0)
 va = data.load_fashion_mnist("test").take(32)

@@ -23,15 +23,15 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from export import tflite as tflite_export
+from kerasnets.export import tflite as tflite_export
 from kerasnets import datasets
 from kerasnets.backend import keras
 from kerasnets.errors import DataError, KerasnetsError
-from pipelines import data, job, ptq, qat, staged, train
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import data, job, ptq, qat, staged, train
+from kerasnets.pipelines.errors import ConfigError
 from tests.helpers import load_case, run_cli, write_checkpoint
 
-TRAIN, QUANTIZE, RUN = "pipelines.cli.train", "pipelines.cli.quantize", "pipelines.cli.run"
+TRAIN, QUANTIZE, RUN = "kerasnets.pipelines.cli.train", "kerasnets.pipelines.cli.quantize", "kerasnets.pipelines.cli.run"
 FLAG_PARSING = "FATAL Flags parsing error"
 
 # (name, script, arguments, words the message must hold). In the arguments {data} is the folder of

@@ -1,4 +1,4 @@
-"""pipelines.data, pipelines.evaluate, pipelines.ptq and pipelines.quantizers on small inputs."""
+"""kerasnets.pipelines.data, pipelines.evaluate, pipelines.ptq and pipelines.quantizers on small inputs."""
 import gzip
 import os
 import tempfile
@@ -8,8 +8,8 @@ import numpy as np
 import kerasnets
 from kerasnets import datasets
 from kerasnets.backend import keras, tf
-from pipelines import data, evaluate, ptq, quantizers
-from pipelines.errors import DataError
+from kerasnets.pipelines import data, evaluate, ptq, quantizers
+from kerasnets.pipelines.errors import DataError
 
 
 def _tiny_split(n=40, size=28, channels=None, classes=4, seed=0):

@@ -7,9 +7,9 @@ import types
 import pytest
 
 import kerasnets
-from export import calibrate, hostfit
+from kerasnets.export import calibrate, hostfit
 from kerasnets.backend import keras, tf
-from pipelines import job
+from kerasnets.pipelines import job
 from tests.helpers import run_cli
 
 
@@ -76,7 +76,7 @@ class HostCalibrationHookTest(tf.test.TestCase):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(job, "run_job", fake_run_job)
             for extra in ((), ("--no_calibrate",)):
-                res = run_cli("pipelines.cli.run", f"--out={out}", "--json", *extra)
+                res = run_cli("kerasnets.pipelines.cli.run", f"--out={out}", "--json", *extra)
                 self.assertEqual(res.returncode, 0, res.stderr[-2000:])
                 self.assertEqual(json.loads(res.stdout), {"accuracy": {}})
         self.assertEqual(seen, [True, False])

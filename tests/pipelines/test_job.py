@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kerasnets.backend import tf
-from pipelines import job
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import job
+from kerasnets.pipelines.errors import ConfigError
 from tests.helpers import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,7 +43,7 @@ def _check_run_folder(test, out, summary, expect_test_images, int8_margin=None, 
         test.assertAlmostEqual(acc["int8"], acc["float32"], delta=int8_margin, msg=acc)
     if partitioned_margin is not None:
         test.assertAlmostEqual(acc["partitioned"], acc["int8"], delta=partitioned_margin, msg=acc)
-    from export import profiles
+    from kerasnets.export import profiles
     keys = {e["profile"] for e in summary["estimate"].values()}
     test.assertEqual(keys, set(profiles.list_profiles()))
     for e in summary["estimate"].values():
@@ -79,7 +79,7 @@ class EndToEndTest(tf.test.TestCase):
         args = SMALL + ["--quantization=ptq", f"--out={out}"]
         # A subprocess on purpose: the first run is killed (SIGKILL) halfway, which needs a process of its own.
         env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli.run"] + args, cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "kerasnets.pipelines.cli.run"] + args, cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         marker = os.path.join(out, "steps", "export.json")
         deadline = time.time() + 600
@@ -92,7 +92,7 @@ class EndToEndTest(tf.test.TestCase):
 
         # The resumed run and the refusal run in this process (run_cli): they read the folder the killed
         # process left, and need no process of their own.
-        done = run_cli("pipelines.cli.run", *args, "--json")
+        done = run_cli("kerasnets.pipelines.cli.run", *args, "--json")
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])
         for step in ("train_float", "quantize", "export"):
             self.assertIn(f"{step}: done earlier, read back", done.stderr)
@@ -106,7 +106,7 @@ class EndToEndTest(tf.test.TestCase):
         self.assertEqual(summary["quantization"], "ptq")
 
         # Same folder, other settings: refused with the field named, nothing touched.
-        bad = run_cli("pipelines.cli.run", *SMALL, "--quantization=ptq", "--epochs=3", f"--out={out}")
+        bad = run_cli("kerasnets.pipelines.cli.run", *SMALL, "--quantization=ptq", "--epochs=3", f"--out={out}")
         self.assertEqual(bad.returncode, 2)
         self.assertIn("epochs=1", bad.stderr)
         self.assertNotIn("Traceback", bad.stderr)
@@ -154,7 +154,7 @@ class ErrorsTest(tf.test.TestCase):
                             ("--dataset=/no/such/folder", "/no/such/folder"), ("--profile=tpu9", "tpu9"),
                             ("--epochs=0", "epochs")):
             out = os.path.join(self.get_temp_dir(), str(abs(hash(flag))))
-            res = run_cli("pipelines.cli.run", flag, f"--out={out}")
+            res = run_cli("kerasnets.pipelines.cli.run", flag, f"--out={out}")
             self.assertEqual(res.returncode, 2, (flag, res.stderr[-2000:]))
             self.assertIn(words, res.stderr)
             self.assertNotIn("Traceback", res.stderr)

@@ -1,4 +1,4 @@
-"""pipelines.qat, pipelines.staged and pipelines.bitwidth on small inputs, and the CLI boundary."""
+"""kerasnets.pipelines.qat, pipelines.staged and pipelines.bitwidth on small inputs, and the CLI boundary."""
 import json
 import os
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import kerasnets
-from export import tflite as tflite_export
+from kerasnets.export import tflite as tflite_export
 from kerasnets.backend import keras, tf
 from kerasnets.heads import float_head_layer_names
-from pipelines import bitwidth, data, ptq, qat, staged, train
+from kerasnets.pipelines import bitwidth, data, ptq, qat, staged, train
 from tests.helpers import run_cli
 
 ZOO = ("mobilenet_v2_035", "shufflenet_v2_x0_5", "repghostnet_050", "axspine_small", "mobilenet_v3_small_100")
@@ -43,7 +43,7 @@ class QuantizeModelTest(tf.test.TestCase):
         q = qat.quantize_model(model)
         x = _images(8)
         content = tflite_export.convert(q, "int8", representative_data=x, calibration_count=8)
-        from export import runtime
+        from kerasnets.export import runtime
         self.assertTrue(runtime.verify(q, content, x, "int8")["passed"])
         ops = [d["op_name"] for d in runtime.load_interpreter(content)._get_ops_details()]
         self.assertNotIn("TRANSPOSE", ops)
@@ -56,6 +56,7 @@ class QuantizeModelTest(tf.test.TestCase):
         steps = np.abs(slices[0].numpy()).max(axis=(0, 1, 2)) / 127
         self.assertAllClose(fq, np.round(slices[0].numpy() / steps) * steps, atol=1e-6)
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_depthwise_ranges_are_per_channel(self):
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
         q = qat.quantize_model(model)
@@ -145,9 +146,9 @@ class CliTest(tf.test.TestCase):
         flagfile = os.path.join(self.get_temp_dir(), "bad.flags")
         with open(flagfile, "w") as f:
             f.write("--model=mobilenet_v2_035\n--output_dir=/tmp/x\n--data=/no/such/folder\n")
-        proc = run_cli("pipelines.cli.train", f"--flagfile={flagfile}")
+        proc = run_cli("kerasnets.pipelines.cli.train", f"--flagfile={flagfile}")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("error: data source '/no/such/folder'", proc.stderr)
-        proc = run_cli("pipelines.cli.quantize", "dance", "--output_dir=/tmp/x")
+        proc = run_cli("kerasnets.pipelines.cli.quantize", "dance", "--output_dir=/tmp/x")
         self.assertEqual(proc.returncode, 2)
         self.assertIn("ptq, qat, staged, bitwidth", proc.stderr)

@@ -1,4 +1,4 @@
-"""pipelines.search and kerasnets-search: the spaces, the fronts, the journal, the end-to-end search and its
+"""kerasnets.pipelines.search and kerasnets-search: the spaces, the fronts, the journal, the end-to-end search and its
 resume, and the bad inputs (each refused in one sentence, exit 2, before anything is written)."""
 import json
 import os
@@ -12,10 +12,10 @@ import kerasnets
 from kerasnets.backend import tf
 from kerasnets.spec import load_spec
 from kerasnets.zoo import get_spec
-from pipelines import search
+from kerasnets.pipelines import search
 from tests.helpers import run_cli
 
-CLI = "pipelines.cli.search"
+CLI = "kerasnets.pipelines.cli.search"
 # The tiny setting of the end-to-end tests: a few estimator trials, 2 candidates trained for 2 steps at 32x32.
 TINY = ["--profile=m55h", "--input_size=224x224", "--latency_ms=3", "--trials=16", "--top_k=2",
         "--train_subset=128", "--val_subset=64", "--batch_size=64", "--epochs=1", "--verbose=0"]

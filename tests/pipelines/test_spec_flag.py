@@ -11,8 +11,8 @@ from kerasnets import layers as kn_layers
 from kerasnets import spec as kspec
 from kerasnets.backend import tf
 from kerasnets.zoo import get_spec
-from pipelines import job, train
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import job, train
+from kerasnets.pipelines.errors import ConfigError
 from tests.helpers import run_cli
 
 
@@ -28,17 +28,18 @@ class SpecFlagTest(tf.test.TestCase):
                                    base.default_size)
         cls.path = kspec.save_spec(cls.spec, os.path.join(cls.dir, "custom.json"), {"group_conv": "split"})
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_estimate_and_partition_build_the_spec(self):
-        res = run_cli("export.cli.estimate", f"--spec={self.path}", "--input_size=64x64", "--profile=m55h",
+        res = run_cli("kerasnets.export.cli.estimate", f"--spec={self.path}", "--input_size=64x64", "--profile=m55h",
                       "--json")
         self.assertEqual(res.returncode, 0, res.stderr)
         out = json.loads(res.stdout)
         self.assertEqual(out["model"], "axspine_small_custom")
         direct = kerasnets.get_model(spec=self.path, input_shape=(64, 64, 3))
-        from export import cost, profiles
+        from kerasnets.export import cost, profiles
         want = cost.estimate(direct, profiles.load_profile("m55h"), policy="max_npu")["totals"]["latency_ms"]
         self.assertAlmostEqual(out["totals"]["latency_ms"], want, places=6)
-        res = run_cli("export.cli.partition", f"--spec={self.path}", "--input_size=64x64", "--json")
+        res = run_cli("kerasnets.export.cli.partition", f"--spec={self.path}", "--input_size=64x64", "--json")
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertEqual(json.loads(res.stdout)["model"], "axspine_small_custom")
 
@@ -48,15 +49,15 @@ class SpecFlagTest(tf.test.TestCase):
             json.dump({"format": "kerasnets.spec", "version": 1, "name": "x", "blocks": [{"kind": "conv", "out": 8,
                                                                                         "strde": 2}]}, f)
         cases = [
-            (("export.cli.estimate", f"--spec={self.path}", "--model=mobilenet_v2_100"), "both name the model"),
-            (("export.cli.estimate", f"--spec={self.dir}/missing.json"), "does not exist"),
-            (("export.cli.partition", f"--spec={bad}"), "strde"),
-            (("export.cli.estimate", f"--spec={self.path}", "--input_size=8x8"), "too small"),
-            (("export.cli.export", f"--spec={self.path}", "--weights=hf://timm/mobilenetv2_100.ra_in1k",
+            (("kerasnets.export.cli.estimate", f"--spec={self.path}", "--model=mobilenet_v2_100"), "both name the model"),
+            (("kerasnets.export.cli.estimate", f"--spec={self.dir}/missing.json"), "does not exist"),
+            (("kerasnets.export.cli.partition", f"--spec={bad}"), "strde"),
+            (("kerasnets.export.cli.estimate", f"--spec={self.path}", "--input_size=8x8"), "too small"),
+            (("kerasnets.export.cli.export", f"--spec={self.path}", "--weights=hf://timm/mobilenetv2_100.ra_in1k",
               f"--out={self.dir}/o"), "needs a zoo --model"),
-            (("pipelines.cli.run", f"--spec={self.path}", "--model=mobilenet_v2_035", f"--out={self.dir}/r"),
+            (("kerasnets.pipelines.cli.run", f"--spec={self.path}", "--model=mobilenet_v2_035", f"--out={self.dir}/r"),
              "both name the model"),
-            (("pipelines.cli.train", f"--spec={bad}", f"--out={self.dir}/t"), "strde"),
+            (("kerasnets.pipelines.cli.train", f"--spec={bad}", f"--out={self.dir}/t"), "strde"),
         ]
         for args, words in cases:
             res = run_cli(*args)
@@ -85,7 +86,7 @@ class SpecFlagTest(tf.test.TestCase):
     @pytest.mark.slow  # ~30 s: one short training run
     def test_kerasnets_train_trains_the_spec(self):
         out = os.path.join(self.dir, "trained")
-        res = run_cli("pipelines.cli.train", f"--spec={self.path}", "--input_size=32x32", "--train_subset=128",
+        res = run_cli("kerasnets.pipelines.cli.train", f"--spec={self.path}", "--input_size=32x32", "--train_subset=128",
                       "--val_subset=64", "--epochs=1", "--batch_size=64", f"--out={out}", "--verbose=0", "--json")
         self.assertEqual(res.returncode, 0, res.stderr)
         model = kerasnets.get_model(spec=self.path, input_shape=(32, 32, 3), classes=10)

@@ -1,4 +1,4 @@
-"""pipelines.train: fit, schedule, EMA, checkpoints, resume (with a real kill), distribution."""
+"""kerasnets.pipelines.train: fit, schedule, EMA, checkpoints, resume (with a real kill), distribution."""
 import json
 import os
 import signal
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kerasnets.backend import tf
-from pipelines import data, train
-from pipelines.errors import CheckpointError, ConfigError
+from kerasnets.pipelines import data, train
+from kerasnets.pipelines.errors import CheckpointError, ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_train_child.py")
@@ -118,7 +118,7 @@ class DistributionTest(tf.test.TestCase):
 class KillAndResumeTest(tf.test.TestCase):
 
     def _cmd(self, out, extra=()):
-        return [sys.executable, "-m", "pipelines.cli.train", "--model=mobilenet_v2_035", "--train_subset=256",
+        return [sys.executable, "-m", "kerasnets.pipelines.cli.train", "--model=mobilenet_v2_035", "--train_subset=256",
                 "--val_subset=64", "--epochs=3", "--batch_size=8", "--verbose=0", "--noaugment",
                 "--label_smoothing=0", "--learning_rate=0.01", f"--output_dir={out}", "--json", *extra]
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import kerasnets
-from export import profiles
+from kerasnets.export import profiles
 from kerasnets import forms
 from kerasnets.backend import tf
 from kerasnets.errors import ModelConfigError
-from pipelines import data, qat, train
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import data, qat, train
+from kerasnets.pipelines.errors import ConfigError
 from tests.helpers import run_cli
 
 
@@ -51,6 +51,7 @@ class CarryWeightsTest(tf.test.TestCase):
         self.assertAllClose(built(x, training=False).numpy(), want, atol=1e-5, rtol=0)
         return native, split, x, want
 
+    @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_axspine_small_native_split_native(self):
         native, split, x, want = self._check_round_trip("axspine_small")
         # final.weights.h5 of a split training run loads into the native model (the job's float_model) and back;
@@ -171,7 +172,7 @@ class JobFormsTest(tf.test.TestCase):
 
     def _run(self, *extra):
         out = os.path.join(self.get_temp_dir(), "run_" + "_".join(a.strip("-").split("=")[-1] for a in extra))
-        result = run_cli("pipelines.cli.run", *SMALL, f"--out={out}", "--json", *extra)
+        result = run_cli("kerasnets.pipelines.cli.run", *SMALL, f"--out={out}", "--json", *extra)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         with open(os.path.join(out, "summary.json")) as f:
             summary = json.load(f)
@@ -200,7 +201,7 @@ class JobFormsTest(tf.test.TestCase):
     @pytest.mark.slow
     def test_override_is_used_and_reported_by_kerasnets_train(self):
         out = os.path.join(self.get_temp_dir(), "train_native")
-        result = run_cli("pipelines.cli.train", "--model=axspine_small", "--input_size=32x32", "--train_subset=32",
+        result = run_cli("kerasnets.pipelines.cli.train", "--model=axspine_small", "--input_size=32x32", "--train_subset=32",
                          "--val_subset=32", "--epochs=1", "--batch_size=32", "--verbose=0", f"--out={out}", "--json",
                          '--overrides={"group_conv": "native"}')
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])

@@ -11,8 +11,8 @@ import pytest
 
 from kerasnets import datasets
 from kerasnets.backend import tf
-from pipelines import job, train
-from pipelines.errors import ConfigError
+from kerasnets.pipelines import job, train
+from kerasnets.pipelines.errors import ConfigError
 from tests.helpers import load_case, run_module, write_checkpoint
 
 
@@ -64,7 +64,7 @@ class FineTuneJobTest(tf.test.TestCase):
         meta, _, _ = load_case("mobilenetv2_035")  # timm layout, torch convention, 10-class head
         path = write_checkpoint(meta, tmp)
         out = os.path.join(tmp, "run")
-        proc = run_module("pipelines.cli.run", "--model=mobilenet_v2_035", f"--weights={path}",
+        proc = run_module("kerasnets.pipelines.cli.run", "--model=mobilenet_v2_035", f"--weights={path}",
                           "--input_size=32x32", "--train_subset=256", "--val_subset=200", "--epochs=1",
                           "--quantization=ptq", "--batch_size=64", "--calibration_count=32", "--runs=5",
                           f"--out={out}", "--json", timeout=900)
