@@ -15,6 +15,7 @@ from absl import app, flags
 
 from kerasnets.errors import KerasnetsError, UsageError, path_error
 from kerasnets.io import plain
+from kerasnets.spec import load_spec
 
 FLAGS = flags.FLAGS
 # The shared flags define_flags makes belong to the script that asks for them (its --help lists them).
@@ -90,7 +91,6 @@ def model_flags():
         return FLAGS.model, None
     if FLAGS["model"].present:
         raise UsageError(f"--model={FLAGS.model} and --spec={spec} both name the model; pass one of them.")
-    from kerasnets.spec import load_spec
     return load_spec(spec)[0].name, spec
 
 
