@@ -65,7 +65,9 @@ class JobConfig:
         self.spec = checks.text("spec", self.spec or "", empty_ok=True,
                                 fix="pass the path of a spec JSON, or '' for the zoo model")
         if self.spec:
-            self.model = load_spec(self.spec)[0].name  # the file's own checks, one sentence each
+            # the file parsed and its fields checked (one sentence each); impossible channel counts are refused
+            # when the model is built, before any training (check_model), not here: this runs for every config
+            self.model = load_spec(self.spec, check=False)[0].name
         self.model = checks.text("model", self.model, fix="pass a zoo model name (kerasnets-zoo lists them)")
         if not self.spec and self.model not in kerasnets.list_models():
             raise ConfigError(f"model {self.model!r} is not in the zoo; pick one of kerasnets.list_models() "

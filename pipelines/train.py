@@ -76,7 +76,9 @@ class TrainConfig:
         self.spec = checks.text("spec", self.spec or "", empty_ok=True,
                                 fix="pass the path of a spec JSON, or '' for the zoo model")
         if self.spec:
-            self.model = load_spec(self.spec)[0].name  # the file's own checks, one sentence each
+            # the file parsed and its fields checked (one sentence each); impossible channel counts are refused
+            # when the model is built, before any training (check_model), not here: this runs for every config
+            self.model = load_spec(self.spec, check=False)[0].name
         self.model = checks.text("model", self.model, fix="pass a zoo model name (kerasnets-zoo lists them)")
         hw = input_size_pair(self.input_size)
         if not isinstance(self.input_size, (int, np.integer)):
