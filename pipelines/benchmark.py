@@ -7,7 +7,7 @@ import dataclasses
 import os
 import time
 
-from kerasnets.pipelines import evaluate, ptq, qat, train
+from kerasnets.pipelines import data, evaluate, ptq, qat, train
 
 DEFAULT_MODELS = ("mobilenet_v2_100", "axspine_small", "repghostnet_050", "shufflenet_v2_x0_5")
 
@@ -27,7 +27,8 @@ def benchmark_model(name, tr, va, output_dir, input_size=32, epochs=10, qat_epoc
     row["ptq_int8"] = evaluate.evaluate_tflite(content, va, norm)["top1"]
     stage = dataclasses.replace(config, epochs=qat_epochs, learning_rate=learning_rate / 10, warmup_epochs=0.0)
     qat_model = train.fit(stage, tr, va, os.path.join(folder, "qat"), resume=True,
-                          model_fn=lambda: qat.quantize_model(float_model)).model
+                          model_fn=lambda: qat.quantize_model(float_model, calibration=data.calibration_images(
+                              tr, config.input_hw, min(calibration_count, len(tr)), norm))).model
     content = ptq.quantize_post_training(qat_model, tr, count=calibration_count, normalization=norm)
     row["qat_int8"] = evaluate.evaluate_tflite(content, va, norm)["top1"]
     row["seconds"] = round(time.time() - started, 1)

@@ -350,7 +350,8 @@ def _quantize(run):
     form = _quantize_form(run)
     if form["group_conv"]:
         run.log(f"  QAT in the {form['group_conv']} group-conv form: {form['reason']}")
-    result = train.fit(stage, tr, va, run.path("qat"), resume=True, model_fn=lambda: qat.quantize_model(float_model))
+    result = train.fit(stage, tr, va, run.path("qat"), resume=True,
+                       model_fn=lambda: qat.quantize_model(float_model, calibration=run.calibration()))
     run._cache["qat_model"] = result.model
     return {"method": "qat", "metrics": result.metrics, "weights": "qat/final.weights.h5",
             "learning_rate": stage.learning_rate, "forms": form}

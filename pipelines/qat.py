@@ -30,6 +30,9 @@ Concatenate, Add, ReLU...  tfmot defaults (concat shares one output range).
 """
 import contextlib
 import functools
+from unittest import mock
+
+import numpy as np
 
 from kerasnets import layers as kn_layers
 from kerasnets.backend import keras, tf
@@ -228,7 +231,57 @@ def quantize_scope():
         yield
 
 
-def quantize_model(model, float_head=False, mode="full", per_channel=True):
+def calibrate_ranges(qat_model, images, batch_size=32):
+    """Set every activation range of a QAT model to what ``images`` reach in its float network.
+
+    tfmot starts each moving-average range at [-6, 6] and moves it toward the batch ranges by an EMA of
+    decay 0.999, so after a short fine-tune the ranges are still near [-6, 6]: an int8 grid of step ~0.05
+    on activations that may span a tenth of it, whose rounding then differs between the Keras QAT model
+    and its converted int8 artifact by whole output classes. Calibrating first, as post-training
+    quantization does, starts QAT from ranges that fit the data. Weights pass unquantized during the pass
+    (their ranges are set by training); the images pass at inference (BatchNorm statistics unchanged).
+    Returns the number of ranges set.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or len(images) == 0:
+        raise ConfigError(f"calibration images have shape {images.shape}; pass a non-empty (N, H, W, C) batch.")
+    seen = {}
+    range_classes = (tfmot_quantizers.MovingAverageQuantizer, tfmot_quantizers.AllValuesQuantizer)
+    original_calls = {cls: cls.__call__ for cls in range_classes}
+
+    def record(cls):
+        def call(self, inputs, training, weights, **kwargs):
+            if not isinstance(weights, dict) or "min_var" not in weights or self.per_axis:
+                return original_calls[cls](self, inputs, training, weights, **kwargs)
+            entry = seen.setdefault(id(weights["min_var"]), [weights["min_var"], weights["max_var"], self,
+                                                             np.inf, -np.inf])
+            entry[3] = min(entry[3], float(tf.reduce_min(inputs)))
+            entry[4] = max(entry[4], float(tf.reduce_max(inputs)))
+            return inputs
+        return call
+
+    def passthrough(self, inputs, training, weights, **kwargs):
+        return inputs
+
+    patches = [mock.patch.object(cls, "__call__", record(cls)) for cls in range_classes]
+    patches.append(mock.patch.object(tfmot_quantizers.LastValueQuantizer, "__call__", passthrough))
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        for start in range(0, len(images), batch_size):
+            qat_model(tf.constant(images[start:start + batch_size]), training=False)
+    for min_var, max_var, quantizer, low, high in seen.values():
+        low, high = min(low, 0.0), max(high, 0.0)  # a range holds zero exactly (tfmot's rule too)
+        if quantizer.symmetric:
+            low, high = -max(-low, high), max(-low, high)
+        if high - low < 1e-6:  # a tensor that was zero on every image: keep a tiny valid range
+            high = low + 1e-6
+        min_var.assign(low)
+        max_var.assign(high)
+    return len(seen)
+
+
+def quantize_model(model, float_head=False, mode="full", per_channel=True, calibration=None):
     """A tfmot QAT model (``QuantizeWrapperV2`` layers) of a float zoo model, weights copied.
 
     Args:
@@ -238,6 +291,8 @@ def quantize_model(model, float_head=False, mode="full", per_channel=True):
         quantize the backbone and the pool (the paper's NPU/CPU split).
       mode: ``full`` (weights and activations, 8 bit) or ``weights`` (weights only).
       per_channel: per-channel weight ranges (default) or per-tensor.
+      calibration: images (N, H, W, C) preprocessed as for training; when given, the activation ranges
+        start where these images put them (:func:`calibrate_ranges`) instead of at tfmot's [-6, 6].
     """
     if not isinstance(model, keras.Model):
         raise ConfigError(f"model is a {type(model).__name__}, not a Keras model; pass a float zoo model "
@@ -259,8 +314,11 @@ def quantize_model(model, float_head=False, mode="full", per_channel=True):
     with quantize_scope():
         annotated = keras.models.clone_model(model, clone_function=clone)
         annotated.set_weights(model.get_weights())
-        return tfmot.quantization.keras.quantize_apply(
+        quantized = tfmot.quantization.keras.quantize_apply(
             annotated, scheme=KerasnetsQuantizeScheme(disable_per_axis=not per_channel, mode=mode))
+    if calibration is not None:
+        calibrate_ranges(quantized, calibration)
+    return quantized
 
 
 def float_weights_from_qat(qat_model, float_model):

@@ -109,8 +109,11 @@ def run_staged(config, train_split, val_split, output_dir, qat_epochs=1, qat_lea
     # 3. weights and activations, from stage 2's weights
     float_from_2 = qat.float_weights_from_qat(w_model, _float_model(config, num_classes))
     folder = os.path.join(output_dir, "stage3_weights_activations")
+    images = data_lib.calibration_images(train_split, config.input_hw, min(calibration_count, len(train_split)),
+                                         norm)
     full = train.fit(_stage_config(config, qat_epochs, qat_lr), train_split, val_split, folder, resume=resume,
-                     model_fn=lambda: qat.quantize_model(float_from_2, float_head=float_head)).model
+                     model_fn=lambda: qat.quantize_model(float_from_2, float_head=float_head,
+                                                         calibration=images)).model
     record("weights+activations", full, folder)
 
     # 4. fine-tune at a tiny learning rate, from stage 3 (ranges included)

@@ -120,8 +120,10 @@ def _qat(config, tr, va, model, count):
     float_model = _float_model(config, tr, va, model)
     stage = dataclasses.replace(config, epochs=FLAGS.qat_epochs, warmup_epochs=0.0, ema_decay=0.0,
                                 learning_rate=FLAGS.qat_learning_rate or config.learning_rate / 10)
+    images = data.calibration_images(tr, config.input_hw, min(count, len(tr)), config.normalization)
     result = train.fit(stage, tr, va, os.path.join(FLAGS.out, "qat"), resume=FLAGS.resume,
-                       model_fn=lambda: qat.quantize_model(float_model, float_head=FLAGS.float_head))
+                       model_fn=lambda: qat.quantize_model(float_model, float_head=FLAGS.float_head,
+                                                         calibration=images))
     content = ptq.quantize_post_training(result.model, tr, count=count, io_type=_io_type(),
                                          normalization=config.normalization)
     path = os.path.join(FLAGS.out, f"{config.model}_qat_int8.tflite")

@@ -126,14 +126,18 @@ class EndToEndTest(tf.test.TestCase):
         # 48 steps in all: a low learning rate and BatchNorm statistics that follow the last steps
         # (bn_momentum 0.5) learned the folder in 15 of 16 runs measured; at 0.1 / 0.9 and 3 epochs, 4 of 4
         # ended at chance with saturated outputs, whose int8 parts then flipped whole samples. So no floor on
-        # float accuracy (1 run in 16 would fail it; runs are not bit-reproducible on CPU even at seed 0), but
-        # when the float model learned, int8 and the partitioned pair must keep it: measured (float32, int8,
-        # partitioned) top-1 of 32 = (1.0, 1.0, 0.906) and (0.969, 1.0, 1.0); chance 0.5. A margin of 0.2
-        # (6 images) lets the measured 3-image partitioned gap pass twice over and catches a broken int8 at chance.
-        config = job.JobConfig(model="mobilenet_v2_035", dataset=folder, input_size=(32, 32), epochs=6,
+        # float accuracy (runs are not bit-reproducible on CPU even at seed 0), but when the float model
+        # learned, int8 and the partitioned pair must keep it (chance 0.5; a margin of 0.2 is 6 images).
+        # 48x48, not 32x32: at 32 the last stage runs at 1x1, its BatchNorm statistics come from 16 values a
+        # channel, and the int8 artifact's difference from the Keras QAT model grew from 1-3 quantization steps
+        # in the first layers to 27 at the first 1x1 one (measured layer by layer); a CI run failed the job's
+        # own int8 verification that way (69% of samples within 0.25). At 48, 9 runs: float32 learned in all,
+        # mean |int8 - QAT| 0.005-0.012, worst sample 0.064 (at 32, with the same calibrated ranges: 0.005-0.053,
+        # worst 0.177).
+        config = job.JobConfig(model="mobilenet_v2_035", dataset=folder, input_size=(48, 48), epochs=6,
                                qat_epochs=1, batch_size=16, calibration_count=64, bench_runs=3, verbose=0,
                                learning_rate=0.01, overrides={"bn_momentum": 0.5})
-        summary = job.run_job(config, out, log=lambda m: None)
+        summary = job.run_job(config, out, log=lambda m: None, calibrate_host=False)
         learned = summary["accuracy"]["float32"] >= 0.75
         _check_run_folder(self, out, summary, 32,  # 20% of 160 images held out
                           int8_margin=0.2 if learned else None, partitioned_margin=0.2 if learned else None)

@@ -56,6 +56,34 @@ class QuantizeModelTest(tf.test.TestCase):
         steps = np.abs(slices[0].numpy()).max(axis=(0, 1, 2)) / 127
         self.assertAllClose(fq, np.round(slices[0].numpy() / steps) * steps, atol=1e-6)
 
+    def test_calibrated_ranges_are_the_float_networks(self):
+        # tfmot starts every activation range at [-6, 6]; a short QAT leaves them there (measured in a job of
+        # 8 QAT steps: every ReLU6 range still [-5.95, 5.98]), and the int8 artifact then disagreed with its
+        # Keras QAT model on 31% of the test images. Calibrated ranges are the float model's own.
+        model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=3)
+        x = _images(16)
+        q = qat.quantize_model(model, calibration=x)
+        ranges = {w.name.split(":")[0]: float(w.numpy()) for w in q.non_trainable_weights if w.shape.rank == 0}
+        def float_range(layer):
+            y = keras.Model(model.input, model.get_layer(layer).output).predict(x, verbose=0)
+            return min(float(y.min()), 0.0), max(float(y.max()), 0.0)
+        for layer in ("stage1_block0_relu6", "stage2_block1_add", "avg_pool"):
+            low, high = float_range(layer)
+            self.assertAllClose([ranges[f"quant_{layer}/output_min"], ranges[f"quant_{layer}/output_max"]],
+                                [low, high], rtol=1e-5, atol=1e-6)
+        self.assertEqual(ranges["quant_stage1_block0_relu6/output_min"], 0.0)  # not tfmot's -6
+        self.assertLess(ranges["quant_stage1_block0_relu6/output_max"], 6.0)
+        pooled = keras.Model(model.input, model.get_layer("avg_pool").output).predict(x, verbose=0)
+        kernel, bias = model.get_layer("predictions").get_weights()
+        logits = pooled @ kernel + bias
+        self.assertAllClose([ranges["quant_predictions/pre_activation_min"],
+                             ranges["quant_predictions/pre_activation_max"]],
+                            [min(logits.min(), 0.0), max(logits.max(), 0.0)], rtol=1e-4, atol=1e-5)
+        input_min = next(w for w in q.layers[1].weights if w.name.endswith("_min:0"))  # the QuantizeLayer
+        self.assertAllClose(float(input_min.numpy()), x.min(), atol=1e-6)
+        with self.assertRaisesRegex(Exception, r"shape \(4, 32, 32\)"):
+            qat.calibrate_ranges(q, x[..., 0][:4])
+
     @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_depthwise_ranges_are_per_channel(self):
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=10)
