@@ -28,7 +28,7 @@ run: $(STAMP) data
 # Every package still runs; the target fails when any of them fails.
 test: $(STAMP) data
 	@status=0; for pkg in $$(dirname tests/*/__init__.py); do \
-	  echo "== pytest $$pkg"; $(PY) -m pytest -q $$pkg || status=1; done; exit $$status
+	  echo "== pytest $$pkg"; $(PY) -m pytest -q --durations=25 $$pkg || status=1; done; exit $$status
 
 # The fast tier: every module, no test marked slow; one process (under 5 minutes on 2 cores).
 check: $(STAMP) data
