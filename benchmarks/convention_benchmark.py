@@ -52,7 +52,7 @@ def compare_conventions(name, size, profiles, runs, threads, calibration):
         estimates[convention] = {}
         for profile in profiles:
             result = cost.estimate(graph, profile)
-            cpu = sum(1 for r in result["layers"] if r["placement"] == "cpu" and r["latency_ms"] > 0)
+            cpu = sum(1 for r in result["layers"] if r.placement == "cpu" and r.latency_ms > 0)
             estimates[convention][profile.name] = {"latency_ms": result["totals"]["latency_ms"], "cpu_layers": cpu}
     timed = runtime.compare(artifacts, runs=runs, warmup=5, threads=threads)
     row = {"model": name}

@@ -29,7 +29,7 @@ DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 
 def _group_paths(profile, ref):
-    table = load_profile(profile).data["compute"]["efficiency"]["group_conv_by_channels_per_group"]
+    table = load_profile(profile).compute.efficiency.group_conv_by_channels_per_group
     return {f"compute.efficiency.group_conv_by_channels_per_group.{k}": v / ref for k, v in table.items() if k != "1"}
 
 
@@ -65,7 +65,7 @@ def main():
         "m55h": ([("mobilenet_v2_100", (576, 320), 1000 / 124), ("mobilenet_v2_100", (288, 160), 1000 / 373.7),
                   ("axspine_middle", (576, 320), 1000 / 186)], {
             "conv": {"paths": {"compute.efficiency.conv": 1.0, "compute.efficiency.conv1x1": 1.0,
-                               **_group_paths("m55h", load_profile("m55h").data["compute"]["efficiency"]["conv"])},
+                               **_group_paths("m55h", load_profile("m55h").compute.efficiency.conv)},
                      "low": 0.01, "high": 1.0},
             "depthwise": {"paths": {"compute.efficiency.depthwise": 1.0,
                                     "compute.efficiency.group_conv_by_channels_per_group.1": 1.0},

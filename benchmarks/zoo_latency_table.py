@@ -30,7 +30,7 @@ def main(argv):
         for p in FLAGS.profiles:
             r = cost.estimate(graph, loaded[p])
             t = r["totals"]
-            cpu = sum(1 for x in r["layers"] if x["placement"] == "cpu" and x["latency_ms"] > 0)
+            cpu = sum(1 for x in r["layers"] if x.placement == "cpu" and x.latency_ms > 0)
             note = f" ({cpu} cpu)" if cpu and p != "host_cpu" else ""
             cells.append(f"{t['latency_ms']:.2f}{note}")
         print(f"| {name} | {h}x{w} | {graph.total_macs() / 1e9:.3f} | " + " | ".join(cells) + " |")

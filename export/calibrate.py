@@ -109,7 +109,7 @@ def fit_profile_to_points(profile, points, free, iterations=400):
     Returns ``(fitted profile data, report)``, the report listing each point's prediction.
     """
 
-    base = copy.deepcopy(load_profile(profile).data if isinstance(profile, str) else profile)
+    base = copy.deepcopy(load_profile(profile).raw if isinstance(profile, str) else profile)
     base.pop("inherits", None)
     graphs = []
     for name, (h, w), target in points:
@@ -667,9 +667,9 @@ def _fit_context(data, networks):
                 continue
             graph = cost.analyze(net["model"])
             est = cost.estimate_graph(graph, profile, precision)
-            costed = [r for r in est["layers"] if r["placement"] == "cpu" and not r.get("free")]
-            ops = sum(len(r["tflite_ops"]) if r["kind"] in ("batchnorm", "adaptive_pool") else 1 for r in costed)
-            params = sum(cost.cpu_features(graph.by_name[r["name"]], precision)["param_bytes"] for r in costed)
+            costed = [r for r in est["layers"] if r.placement == "cpu" and not r.free]
+            ops = sum(len(r.tflite_ops) if r.kind in ("batchnorm", "adaptive_pool") else 1 for r in costed)
+            params = sum(cost.cpu_features(graph.by_name[r.name], precision)["param_bytes"] for r in costed)
             rows.append((net, [est["totals"]["cpu_ms"], ops, params / 1e6]))
         if len(rows) < 3:
             continue
@@ -708,7 +708,7 @@ def _error_summary(predicted, measured):
 def _breakdown(result):
     by = {}
     for r in result["layers"]:
-        by[r["kind"]] = by.get(r["kind"], 0.0) + r["latency_ms"]
+        by[r.kind] = by.get(r.kind, 0.0) + r.latency_ms
     total = sum(by.values()) or 1.0
     top = sorted(by.items(), key=lambda kv: -kv[1])[:3]
     return ", ".join(f"{k} {v / total:.0%}" for k, v in top)
@@ -873,7 +873,7 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
             f"pass(es); "
             f"estimate from profile {profile.name}",
             "anchor": {"model": anchor_name, "input": anchor_res, "added": added, "note": note, "rows": anchor_rows},
-            "fitted_on": profile.data.get("measured_on"), "measured_here": machine(),
+            "fitted_on": profile.measured_on, "measured_here": machine(),
             "summary": summary, "worst": worst, "rows": rows}
 
 

@@ -11,14 +11,16 @@ parameters, read from the on-chip cache or streamed when the cache is full) over
 bandwidth that applies. Concat, shuffle, slice, pooling and element-wise ops have no MACs
 and cost memory traffic. On a CPU profile each op kind has a fitted linear predictor,
 corrected near measured kernels and scaled by the fitted in-model context
-(:mod:`kerasnets.export.calibrate`). Every row carries a ``reason`` saying which effect set its cost.
+(:mod:`kerasnets.export.calibrate`). Every row (a :class:`CostRow`) carries a ``reason`` saying which
+effect set its cost.
 """
+import dataclasses
 import math
 
 import numpy as np
 
 from kerasnets.export.graph import CONV_KINDS, ModelGraph, analyze
-from kerasnets.export.profiles import load_profile
+from kerasnets.export.profiles import TypedRecord, load_profile
 from kerasnets.errors import UsageError
 
 ELEMENT_BYTES = {"int8": 1, "int16": 2, "float16": 2, "float32": 4}
@@ -29,6 +31,83 @@ MEMORY_GROUP = {"add": "elementwise", "multiply": "elementwise", "batchnorm": "e
                 "shuffle": "shuffle", "max_pool": "pool", "avg_pool": "pool", "global_pool": "pool",
                 "adaptive_pool": "pool", "reshape": "reshape"}
 
+
+@dataclasses.dataclass
+class CostRow(TypedRecord):
+    """One row of an estimate: an op (or a tensor crossing the host link), where it runs and what it costs.
+
+    Made by one factory (:func:`_row`); :meth:`as_dict` is its JSON form. ``placement`` is ``npu``, ``cpu``,
+    ``host`` (the model input) or ``link`` (a transfer). Optional fields are None where a row has no such
+    key: the op fields on transfers, ``param_cache`` where an NPU op has no parameters, ``free`` on ops that
+    run, ``placement_reason`` until :func:`kerasnets.export.cost.estimate` gives the partitioner's message.
+    """
+    name: str
+    kind: str
+    placement: str
+    precision: str
+    tflite_ops: list
+    macs: int
+    params: int
+    padded_macs: int = 0
+    efficiency: float = None         # fraction of peak of an NPU MAC op
+    compute_ms: float = 0.0
+    memory_ms: float = 0.0
+    overhead_ms: float = 0.0
+    stream_ms: float = 0.0           # streaming parameters that miss the NPU's cache
+    latency_ms: float = 0.0
+    bound: str = ""                  # compute, memory, overhead or link ("" for free ops)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    channels_padded: int = 0
+    reason: str = ""
+    class_name: str = None           # the op fields: None on transfers
+    in_shapes: list = None
+    out_shape: list = None
+    activation: str = None
+    param_cache: str = None          # "cached" or "streamed" for NPU ops with parameters
+    free: bool = None                # True: removed at inference (folded, fused or an identity)
+    placement_reason: str = None
+
+    @property
+    def layout(self):
+        """Which :data:`ROW_LAYOUTS` key order :meth:`as_dict` writes."""
+        if self.kind == "transfer":
+            return "transfer"
+        if self.kind == "input" or self.free:
+            return "free"
+        return "npu" if self.placement == "npu" else "cpu"
+
+    def as_dict(self):
+        """The row as JSON: the keys of its layout, those whose value is None left out (but ``efficiency``)."""
+        return {k: v for k in ROW_LAYOUTS[self.layout] + ("placement_reason",)
+                if (v := getattr(self, k)) is not None or k == "efficiency"}
+
+
+ROW_FIELDS = tuple(f.name for f in dataclasses.fields(CostRow))
+# The key order of CostRow.as_dict by layout (placement_reason last): the order rows have always had, kept
+# because plan.json is written with unsorted keys.
+_OP_KEYS = ("name", "kind", "class_name", "tflite_ops", "placement", "macs", "params", "in_shapes", "out_shape",
+            "activation", "precision")
+ROW_LAYOUTS = {
+    "free": _OP_KEYS + ("padded_macs", "bytes_in", "bytes_out", "channels_padded", "compute_ms", "memory_ms",
+                        "overhead_ms", "stream_ms", "latency_ms", "bound", "efficiency", "reason", "free"),
+    "npu": _OP_KEYS + ("padded_macs", "efficiency", "compute_ms", "memory_ms", "stream_ms", "param_cache",
+                       "overhead_ms", "bound", "latency_ms", "bytes_in", "bytes_out", "channels_padded", "reason"),
+    "cpu": _OP_KEYS + ("padded_macs", "efficiency", "compute_ms", "memory_ms", "overhead_ms", "stream_ms",
+                       "latency_ms", "bound", "bytes_in", "bytes_out", "channels_padded", "reason"),
+    "transfer": ("name", "kind", "tflite_ops", "placement", "precision", "macs", "padded_macs", "params",
+                 "bytes_in", "bytes_out", "channels_padded", "compute_ms", "memory_ms", "overhead_ms", "stream_ms",
+                 "latency_ms", "bound", "efficiency", "reason"),
+}
+
+
+def _row(op, placement, precision, **cost):
+    """The one place a :class:`CostRow` is made: the fields of ``op`` (an Op, or a transfer's name) and ``cost``."""
+    if isinstance(op, str):
+        return CostRow(op, "transfer", placement, precision, [], 0, 0, **cost)
+    return CostRow(op.name, op.kind, placement, precision, list(op.tflite_ops), op.macs, op.weights + op.biases,
+                   class_name=op.class_name, in_shapes=[list(s) for s in op.in_shapes], out_shape=list(op.out_shape),
+                   activation=op.activation if op.kind in CONV_KINDS + ("add", "multiply") else "", **cost)
 
 
 def _align(c, a):
@@ -56,22 +135,21 @@ def _fmt_count(n):
 
 
 def _npu_row(op, profile, precision, cache):
-    comp = profile["compute"]
-    mem = profile["memory"]
-    a = comp["channel_alignment"]
-    peak = comp["peak_macs_per_s"][precision]
-    eff_table = comp["efficiency"]
+    comp, mem = profile.compute, profile.memory
+    a = comp.channel_alignment
+    peak = comp.peak_macs_per_s[precision]
+    eff_table = comp.efficiency
     elem = ELEMENT_BYTES[precision]
-    row = {"padded_macs": 0, "efficiency": None, "compute_ms": 0.0, "memory_ms": 0.0, "stream_ms": 0.0}
+    padded, eff, stream_ms, param_cache = 0, None, 0.0, None
     reasons = []
     n_ops = len(op.tflite_ops) or 1
     in_bytes = _act_bytes(op.in_shapes, elem, a)
     out_bytes = _act_bytes([op.out_shape], elem, a)
     act_bytes = in_bytes + out_bytes
-    spill = max(0, act_bytes - mem["activation_bytes"])
-    mem_s = (act_bytes - spill) / mem["onchip_bandwidth_bytes_per_s"] + spill / mem["offchip_bandwidth_bytes_per_s"]
+    spill = max(0, act_bytes - mem.activation_bytes)
+    mem_s = (act_bytes - spill) / mem.onchip_bandwidth_bytes_per_s + spill / mem.offchip_bandwidth_bytes_per_s
     if spill:
-        reasons.append(f"activations {_fmt_count(act_bytes)}B exceed the {_fmt_count(mem['activation_bytes'])}B "
+        reasons.append(f"activations {_fmt_count(act_bytes)}B exceed the {_fmt_count(mem.activation_bytes)}B "
                        "on-chip activation memory, the excess goes off-chip")
     compute_s = 0.0
     if op.kind in CONV_KINDS:
@@ -80,14 +158,14 @@ def _npu_row(op, profile, precision, cache):
         cout_p = _align(op.cout, a)
         if op.kind == "depthwise":
             padded = positions * cout_p * k
-            eff = eff_table["depthwise"]
+            eff = eff_table.depthwise
             reasons.append(f"depthwise {op.kernel[0]}x{op.kernel[1]}: {k} MACs per output, runs at "
                            f"{eff:.0%} of peak")
         elif op.kind == "group_conv" and op.form == "split":
             g = op.groups
             cpg_in, cpg_out = op.cin // g, op.cout // g
             padded = g * positions * _align(cpg_out, a) * _align(cpg_in, a) * k
-            eff = eff_table["conv"] if k > 1 else eff_table["conv1x1"]
+            eff = eff_table.conv if k > 1 else eff_table.conv1x1
             reasons.append(f"group conv split into {g} convs of {cpg_in}->{cpg_out} channels plus SPLIT and "
                            f"CONCATENATION ({n_ops} ops), each padded to {a} channels")
         elif op.kind == "group_conv":
@@ -99,12 +177,11 @@ def _npu_row(op, profile, precision, cache):
                            + (" (the profile's best)" if cpg == best else f" (best at {best} per group)"))
         elif op.kind == "dense":
             padded = positions * cout_p * _align(op.cin, a)
-            eff = eff_table["dense"]
+            eff = eff_table.dense
             reasons.append(f"fully connected runs at {eff:.0%} of peak")
         else:
             padded = positions * cout_p * _align(op.cin, a) * k
-            key = "conv1x1" if k == 1 else "conv"
-            eff = eff_table[key]
+            eff = eff_table.conv1x1 if k == 1 else eff_table.conv
             reasons.append(f"{'1x1' if k == 1 else f'{op.kernel[0]}x{op.kernel[1]}'} conv runs at {eff:.0%} of peak")
         if op.macs and padded > op.macs * 1.001:
             chan = []
@@ -117,26 +194,24 @@ def _npu_row(op, profile, precision, cache):
             reasons.append(f"channels padded to the alignment of {a} ({pad_txt}): "
                            f"{padded / op.macs - 1:.0%} extra MACs")
         compute_s = padded / (peak * eff)
-        row["padded_macs"], row["efficiency"] = int(padded), eff
         pbytes = _param_bytes(op, precision)
-        mem_s += pbytes / mem["onchip_bandwidth_bytes_per_s"]
+        mem_s += pbytes / mem.onchip_bandwidth_bytes_per_s
         if pbytes:
-            if cache["used"] + pbytes <= mem["param_cache_bytes"]:
+            if cache["used"] + pbytes <= mem.param_cache_bytes:
                 cache["used"] += pbytes
-                row["param_cache"] = "cached"
+                param_cache = "cached"
             else:
                 cache["streamed"] += pbytes
-                bw = mem["host_link_bandwidth_bytes_per_s"] if mem["param_stream_from"] == "host_link" \
-                    else mem["offchip_bandwidth_bytes_per_s"]
-                row["stream_ms"] = pbytes / bw * 1e3
-                row["param_cache"] = "streamed"
+                from_host = mem.param_stream_from == "host_link"
+                bw = mem.host_link_bandwidth_bytes_per_s if from_host else mem.offchip_bandwidth_bytes_per_s
+                stream_ms = pbytes / bw * 1e3
+                param_cache = "streamed"
                 reasons.append(f"{_fmt_count(pbytes)}B of parameters do not fit the remaining parameter cache: "
-                               f"streamed from {'the host' if mem['param_stream_from'] == 'host_link' else 'off-chip memory'}"
-                               " every inference")
+                               f"streamed from {'the host' if from_host else 'off-chip memory'} every inference")
     elif op.kind in MEMORY_GROUP:
         group = MEMORY_GROUP[op.kind]
-        eff_mem = profile["memory_ops"][group]
-        mem_s = act_bytes / (mem["onchip_bandwidth_bytes_per_s"] * eff_mem)
+        eff_mem = getattr(profile.memory_ops, group)
+        mem_s = act_bytes / (mem.onchip_bandwidth_bytes_per_s * eff_mem)
         what = {"concat": "concat copies its inputs", "shuffle": "channel shuffle is a reshape-transpose-reshape "
                 "copy", "slice": "channel slice copies its part", "pool": "pooling reads its input once",
                 "elementwise": "element-wise op reads its inputs and writes its output",
@@ -144,21 +219,18 @@ def _npu_row(op, profile, precision, cache):
         if op.kind == "pad":
             what = "zero padding copies its input into a larger buffer"
         reasons.append(f"{what}: no MACs, {_fmt_count(act_bytes)}B of memory traffic")
-    row["compute_ms"] = compute_s * 1e3
-    row["memory_ms"] = mem_s * 1e3
-    overhead_s = comp["op_overhead_s"] * n_ops
-    row["overhead_ms"] = overhead_s * 1e3
-    row["bound"] = "compute" if compute_s >= mem_s else "memory"
-    row["latency_ms"] = (overhead_s + max(compute_s, mem_s)) * 1e3 + row["stream_ms"]
+    overhead_s = comp.op_overhead_s * n_ops
+    bound = "compute" if compute_s >= mem_s else "memory"
     if op.kind in MEMORY_GROUP and op.kind != "reshape":
-        row["bound"] = "memory"
+        bound = "memory"
     if overhead_s > max(compute_s, mem_s):
-        row["bound"] = "overhead"
+        bound = "overhead"
         reasons.append(f"fixed per-op overhead ({n_ops} op{'s' if n_ops > 1 else ''}) dominates")
-    row["bytes_in"], row["bytes_out"] = in_bytes, out_bytes
-    row["channels_padded"] = _align(op.out_shape[-1], a) if op.out_shape else 0
-    row["reason"] = "; ".join(reasons)
-    return row
+    return _row(op, "npu", precision, padded_macs=int(padded), efficiency=eff, compute_ms=compute_s * 1e3,
+                memory_ms=mem_s * 1e3, stream_ms=stream_ms, param_cache=param_cache, overhead_ms=overhead_s * 1e3,
+                bound=bound, latency_ms=(overhead_s + max(compute_s, mem_s)) * 1e3 + stream_ms, bytes_in=in_bytes,
+                bytes_out=out_bytes, channels_padded=_align(op.out_shape[-1], a) if op.out_shape else 0,
+                reason="; ".join(reasons))
 
 
 # Activations whose CPU kernels differ enough to get their own fitted predictor
@@ -240,17 +312,18 @@ def residual_point(feats):
 def cpu_residual(table, feats):
     """Multiplicative correction of a fitted CPU predictor for a kernel with features ``feats``.
 
-    ``table`` holds measured kernels of one kind (``points``, their ``log_ratio`` of measured
-    over predicted time), the feature ``scale`` and the ``bandwidth``: a Nadaraya-Watson
-    average of nearby log ratios with a prior weight ``prior`` at zero, so far from every
-    measured kernel the correction fades to 1.
+    ``table`` (a :class:`~kerasnets.export.profiles.ResidualTable`, or None) holds measured
+    kernels of one kind (``points``, their ``log_ratio`` of measured over predicted time), the
+    feature ``scale`` and the ``bandwidth``: a Nadaraya-Watson average of nearby log ratios
+    with a prior weight ``prior`` at zero, so far from every measured kernel the correction
+    fades to 1.
     """
     if not table:
         return 1.0
-    pts = np.asarray(table["points"], float)
-    d2 = np.sum(((pts - residual_point(feats)) / np.asarray(table["scale"], float)) ** 2, axis=1)
-    w = np.exp(-d2 / (2 * table["bandwidth"] ** 2))
-    return float(np.exp(np.dot(w, table["log_ratio"]) / (w.sum() + table["prior"])))
+    pts = np.asarray(table.points, float)
+    d2 = np.sum(((pts - residual_point(feats)) / np.asarray(table.scale, float)) ** 2, axis=1)
+    w = np.exp(-d2 / (2 * table.bandwidth ** 2))
+    return float(np.exp(np.dot(w, table.log_ratio) / (w.sum() + table.prior)))
 
 
 # The predictor that stands in for a kind a CPU profile has not fitted (followed until one is fitted;
@@ -271,27 +344,26 @@ def cpu_predictor_used(kind, table):
 
 
 def _cpu_row(op, profile, precision, speed_factor):
-    table = profile["predictors"][precision]
+    table = profile.predictors[precision]
     kind = cpu_predictor_kind(op)
     used = cpu_predictor_used(kind, table)
     coef = table[used]
-    feats = cpu_features(op, precision, coef.get("channel_align", 1))
-    term = {name: coef.get(name, 0.0) * feats[f] for name, f in CPU_TERMS.items()}
-    parts = {"fixed": coef["fixed_s"] + term["per_group_s"] + term["per_group_pixel_s"] + term["per_pixel_s"],
+    feats = cpu_features(op, precision, coef.channel_align or 1)
+    term = {name: coef.term(name) * feats[f] for name, f in CPU_TERMS.items()}
+    parts = {"fixed": coef.fixed_s + term["per_group_s"] + term["per_group_pixel_s"] + term["per_pixel_s"],
              "compute": term["per_mac_s"],
              "memory": term["per_byte_s"] + term["per_in_byte_s"] + term["per_out_byte_s"] + term["per_param_byte_s"]}
     extra = 0.0
     if op.kind == "group_conv" and op.form == "split" and "group_conv" not in table:
-        extra = (op.groups + 1) * table.get("slice", table["add"])["fixed_s"]
+        extra = (op.groups + 1) * table.get("slice", table["add"]).fixed_s
     n = len(op.tflite_ops) if op.kind in ("batchnorm", "adaptive_pool") else 1
     # The linear predictor's error on measured kernels near this one (kernel regression).
-    local = cpu_residual(profile.data.get("residuals", {}).get(precision, {}).get(used), feats)
+    local = cpu_residual(profile.residual(precision, used), feats)
     # In a whole model the kernels run slower than alone (weights and activations are no
     # longer warm in the caches; every weight is fetched again each inference): the
     # profile's context factor, per-op and per-parameter-byte terms, fitted on whole networks.
-    context = profile.data.get("context_factor", {}).get(precision, 1.0)
-    per_op = (profile.data.get("context_per_op_s", {}).get(precision, 0.0) * n
-              + profile.data.get("context_per_param_byte_s", {}).get(precision, 0.0) * feats["param_bytes"]) / speed_factor
+    context, context_per_op_s, context_per_param_byte_s = profile.context(precision)
+    per_op = (context_per_op_s * n + context_per_param_byte_s * feats["param_bytes"]) / speed_factor
     scale = context * local / speed_factor
     t = (sum(parts.values()) * n + extra) * scale + per_op
     bound = max(parts, key=parts.get)
@@ -304,24 +376,19 @@ def _cpu_row(op, profile, precision, speed_factor):
         reason += f", in-model context x{context:.3g} + {per_op * 1e6:.2g} us"
     if speed_factor != 1.0:
         reason += f", host speed factor {speed_factor:g}"
-    return {"padded_macs": int(op.macs), "efficiency": None, "compute_ms": parts["compute"] * n * scale * 1e3,
-            "memory_ms": parts["memory"] * n * scale * 1e3,
-            "overhead_ms": (parts["fixed"] * n * scale + per_op) * 1e3,
-            "stream_ms": 0.0, "latency_ms": t * 1e3, "bound": {"fixed": "overhead"}.get(bound, bound),
-            "bytes_in": feats["in_bytes"], "bytes_out": feats["out_bytes"],
-            "channels_padded": op.out_shape[-1] if op.out_shape else 0, "reason": reason}
+    return _row(op, "cpu", precision, padded_macs=int(op.macs), compute_ms=parts["compute"] * n * scale * 1e3,
+                memory_ms=parts["memory"] * n * scale * 1e3, overhead_ms=(parts["fixed"] * n * scale + per_op) * 1e3,
+                latency_ms=t * 1e3, bound={"fixed": "overhead"}.get(bound, bound), bytes_in=feats["in_bytes"],
+                bytes_out=feats["out_bytes"], channels_padded=op.out_shape[-1] if op.out_shape else 0, reason=reason)
 
 
 def _transfer_row(name, nbytes, profile, extra_s=0.0, why=""):
-    mem = profile["memory"]
-    t = nbytes / mem["host_link_bandwidth_bytes_per_s"] + mem["host_link_latency_s"] + extra_s
-    return {"name": name, "kind": "transfer", "tflite_ops": [], "placement": "link", "precision": "",
-            "macs": 0, "padded_macs": 0, "params": 0, "bytes_in": nbytes, "bytes_out": nbytes,
-            "channels_padded": 0, "compute_ms": 0.0, "memory_ms": t * 1e3, "overhead_ms": 0.0, "stream_ms": 0.0,
-            "latency_ms": t * 1e3, "bound": "link", "efficiency": None,
-            "reason": f"{_fmt_count(nbytes)}B over the host link "
-                      f"({mem['host_link_bandwidth_bytes_per_s'] / 1e6:.0f} MB/s + {mem['host_link_latency_s'] * 1e6:.0f} us)"
-                      + (f"; {why}" if why else "")}
+    mem = profile.memory
+    t = nbytes / mem.host_link_bandwidth_bytes_per_s + mem.host_link_latency_s + extra_s
+    reason = (f"{_fmt_count(nbytes)}B over the host link ({mem.host_link_bandwidth_bytes_per_s / 1e6:.0f} MB/s + "
+              f"{mem.host_link_latency_s * 1e6:.0f} us)" + (f"; {why}" if why else ""))
+    return _row(name, "link", "", bytes_in=nbytes, bytes_out=nbytes, memory_ms=t * 1e3, latency_ms=t * 1e3,
+                bound="link", reason=reason)
 
 
 def check_precision(precision, label="precision", allow_none=True):
@@ -334,9 +401,9 @@ def check_precision(precision, label="precision", allow_none=True):
 
 def check_profile_precision(profile, precision):
     """Refuse (UsageError) costing a CPU profile at a precision it has no predictors for."""
-    if not profile.is_npu and precision not in profile["predictors"]:
+    if not profile.is_npu and precision not in profile.predictors:
         raise UsageError(f"profile {profile.name} has no {precision} predictors; use one of "
-                         f"{sorted(profile['predictors'])} or recalibrate.")
+                         f"{sorted(profile.predictors)} or recalibrate.")
 
 
 def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision="float32"):
@@ -352,7 +419,7 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
         CPU profile.
       cpu_precision: precision of what runs on the host CPU next to an NPU.
 
-    Returns a dict with ``layers`` (one row per op, plus transfer rows) and ``totals``.
+    Returns a dict with ``layers`` (one :class:`CostRow` per op, plus transfer rows) and ``totals``.
     """
     if not isinstance(graph, ModelGraph):
         graph = analyze(graph)  # a Keras model (analyze refuses anything else)
@@ -362,9 +429,9 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
         raise UsageError(f"placement must be a dict of layer name -> 'npu' or 'cpu', not {type(placement).__name__}.")
     profile = load_profile(profile)
     precision = precision or profile.default_precision()
-    host, speed = profile.host()
+    host, speed = profile.host_cpu()
     check_profile_precision(profile, precision)
-    if profile.is_npu and cpu_precision not in host["predictors"]:
+    if profile.is_npu and cpu_precision not in host.predictors:
         cpu_precision = host.default_precision()
     cache = {"used": 0, "streamed": 0}
     rows = []
@@ -383,15 +450,8 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
         if op.kind == "identity" and op.inputs:
             device = place_of.get(op.inputs[0], device)
         place_of[op.name] = device
-        row = {"name": op.name, "kind": op.kind, "class_name": op.class_name, "tflite_ops": list(op.tflite_ops),
-               "placement": device, "macs": op.macs, "params": op.weights + op.biases,
-               "in_shapes": [list(s) for s in op.in_shapes], "out_shape": list(op.out_shape),
-               "activation": op.activation if op.kind in CONV_KINDS + ("add", "multiply") else ""}
         if op.kind == "input":
-            row.update(precision="", padded_macs=0, bytes_in=0, bytes_out=0, channels_padded=op.out_shape[-1],
-                       compute_ms=0.0, memory_ms=0.0, overhead_ms=0.0, stream_ms=0.0, latency_ms=0.0, bound="",
-                       efficiency=None, reason="model input")
-            rows.append(row)
+            rows.append(_row(op, device, "", channels_padded=op.out_shape[-1], reason="model input"))
             continue
         # Tensors crossing between host/CPU and NPU.
         if profile.is_npu and device in ("npu", "cpu"):
@@ -408,30 +468,25 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
                     if device == "npu":
                         first = from_host
                         why = "model input to the NPU" if first else "CPU island back to the NPU"
-                        extra = 0.0 if first else profile["segments"]["cpu_round_trip_s"]
+                        extra = 0.0 if first else profile.segments.cpu_round_trip_s
                         rows.append(_transfer_row(f"<to npu: {src}>", nbytes, profile, extra, why))
                     else:
                         rows.append(_transfer_row(f"<to cpu: {src}>", nbytes, profile, 0.0,
                                                   "boundary tensor from the NPU to the CPU"))
         if op.is_free:
             free_precision = {"npu": precision, "cpu": cpu_precision if profile.is_npu else precision}
-            row.update(precision=free_precision.get(device, ""), padded_macs=0, bytes_in=0, bytes_out=0,
-                       channels_padded=op.out_shape[-1] if op.out_shape else 0,
-                       compute_ms=0.0, memory_ms=0.0, overhead_ms=0.0, stream_ms=0.0, latency_ms=0.0, bound="",
-                       efficiency=None, reason=op.fused_note or "removed at inference (no op)", free=True)
-            rows.append(row)
+            rows.append(_row(op, device, free_precision.get(device, ""),
+                             channels_padded=op.out_shape[-1] if op.out_shape else 0,
+                             reason=op.fused_note or "removed at inference (no op)", free=True))
             continue
         if device == "npu":
-            row["precision"] = precision
-            row.update(_npu_row(op, profile, precision, cache))
+            row = _npu_row(op, profile, precision, cache)
         elif profile.is_npu:
-            row["precision"] = cpu_precision
-            row.update(_cpu_row(op, host, cpu_precision, speed))
+            row = _cpu_row(op, host, cpu_precision, speed)
         else:
-            row["precision"] = precision
-            row.update(_cpu_row(op, profile, precision, 1.0))
+            row = _cpu_row(op, profile, precision, 1.0)
         if op.kind == "unknown":
-            row["reason"] += f"; layer {op.class_name} is not modeled, costed as a generic op"
+            row.reason += f"; layer {op.class_name} is not modeled, costed as a generic op"
         rows.append(row)
     if profile.is_npu:
         for name in graph.outputs:
@@ -444,34 +499,33 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
 
 
 def _totals(graph, rows, profile, precision, cache, host, cpu_precision):
-    npu_ms = sum(r["latency_ms"] for r in rows if r["placement"] == "npu")
-    cpu_ms = sum(r["latency_ms"] for r in rows if r["placement"] == "cpu")
-    link_ms = sum(r["latency_ms"] for r in rows if r["placement"] == "link")
-    any_cpu = any(r["placement"] == "cpu" for r in rows)
-    any_npu = any(r["placement"] == "npu" for r in rows)
+    npu_ms = sum(r.latency_ms for r in rows if r.placement == "npu")
+    cpu_ms = sum(r.latency_ms for r in rows if r.placement == "cpu")
+    link_ms = sum(r.latency_ms for r in rows if r.placement == "link")
+    any_cpu = any(r.placement == "cpu" for r in rows)
+    any_npu = any(r.placement == "npu" for r in rows)
     if profile.is_npu:
-        invoke_ms = (profile["compute"]["invoke_overhead_s"] if any_npu else 0.0) * 1e3
+        invoke_ms = (profile.compute.invoke_overhead_s if any_npu else 0.0) * 1e3
         if any_cpu:
-            invoke_ms += host["invoke_overhead_s"][cpu_precision] * 1e3
-        peak = profile.peak_macs_per_s(precision)
+            invoke_ms += host.invoke_overhead_s[cpu_precision] * 1e3
     else:
-        invoke_ms = profile["invoke_overhead_s"][precision] * 1e3
-        peak = profile.peak_macs_per_s(precision)
+        invoke_ms = profile.invoke_overhead_s[precision] * 1e3
+    peak = profile.peak_macs(precision)
     latency = npu_ms + cpu_ms + link_ms + invoke_ms
     macs = graph.total_macs()
-    npu_macs = sum(r["macs"] for r in rows if r["placement"] == "npu")
+    npu_macs = sum(r.macs for r in rows if r.placement == "npu")
     out = {"latency_ms": latency, "fps": 1e3 / latency if latency > 0 else math.inf,
-           "macs": macs, "npu_macs": npu_macs, "params": sum(r["params"] for r in rows),
+           "macs": macs, "npu_macs": npu_macs, "params": sum(r.params for r in rows),
            "mac_utilization": (macs / (latency * 1e-3 * peak)) if peak and latency > 0 else None,
            "npu_ms": npu_ms, "cpu_ms": cpu_ms, "transfer_ms": link_ms, "invoke_ms": invoke_ms,
            "peak_macs_per_s": peak}
     if profile.is_npu:
-        out.update(param_cache_bytes=profile["memory"]["param_cache_bytes"], param_cache_used_bytes=cache["used"],
-                   param_cache_remaining_bytes=profile["memory"]["param_cache_bytes"] - cache["used"],
+        out.update(param_cache_bytes=profile.memory.param_cache_bytes, param_cache_used_bytes=cache["used"],
+                   param_cache_remaining_bytes=profile.memory.param_cache_bytes - cache["used"],
                    param_streamed_bytes=cache["streamed"],
                    # TFLite ops as the compiler counts them: fused and folded layers are not ops.
-                   npu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "npu" and not r.get("free")),
-                   cpu_ops=sum(len(r["tflite_ops"]) for r in rows if r["placement"] == "cpu" and not r.get("free")))
+                   npu_ops=sum(len(r.tflite_ops) for r in rows if r.placement == "npu" and not r.free),
+                   cpu_ops=sum(len(r.tflite_ops) for r in rows if r.placement == "cpu" and not r.free))
     return out
 
 
@@ -481,13 +535,13 @@ def format_table(result, top=None):
     lines = [f"{result['model']} on {result['profile']} ({result['precision']})",
              f"{'layer':34s} {'kind':12s} {'where':5s} {'MACs':>8s} {'params':>7s} {'ch':>5s} {'comp ms':>8s} "
              f"{'mem ms':>7s} {'ms':>7s} {'bound':8s} reason"]
-    rows = [r for r in result["layers"] if r["latency_ms"] > 0 or r["kind"] not in ("input", "identity")]
+    rows = [r for r in result["layers"] if r.latency_ms > 0 or r.kind not in ("input", "identity")]
     if top:
-        rows = sorted(rows, key=lambda r: -r["latency_ms"])[:top]
+        rows = sorted(rows, key=lambda r: -r.latency_ms)[:top]
     for r in rows:
-        lines.append(f"{r['name'][:34]:34s} {r['kind'][:12]:12s} {r['placement'][:5]:5s} {_fmt_count(r['macs']):>8s} "
-                     f"{_fmt_count(r['params']):>7s} {r['channels_padded']:5d} {r['compute_ms']:8.4f} "
-                     f"{r['memory_ms']:7.4f} {r['latency_ms']:7.4f} {r['bound'][:8]:8s} {r['reason']}")
+        lines.append(f"{r.name[:34]:34s} {r.kind[:12]:12s} {r.placement[:5]:5s} {_fmt_count(r.macs):>8s} "
+                     f"{_fmt_count(r.params):>7s} {r.channels_padded:5d} {r.compute_ms:8.4f} "
+                     f"{r.memory_ms:7.4f} {r.latency_ms:7.4f} {r.bound[:8]:8s} {r.reason}")
     util = t["mac_utilization"]
     lines.append(f"total: {t['latency_ms']:.3f} ms ({t['fps']:.1f} fps), {_fmt_count(t['macs'])} MACs, "
                  f"MAC utilization {util:.1%}" if util is not None else f"total: {t['latency_ms']:.3f} ms")

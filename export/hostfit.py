@@ -316,20 +316,20 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
     The result records what it was fitted on (``measured_on``: CPU model, cores, threads,
     LiteRT version, date) and how (``calibration``).
     """
-    precisions = [p for p in sorted({s["precision"] for s in samples}) if p in base["predictors"]]
+    precisions = [p for p in sorted({s["precision"] for s in samples}) if p in base.predictors]
     if not precisions:
         raise UsageError(f"the quick calibration measured no precision profile {base.name} has predictors for "
-                         f"({', '.join(sorted(base['predictors']))}); measure int8 and/or float32.")
+                         f"({', '.join(sorted(base.predictors))}); measure int8 and/or float32.")
     # The prediction of a kernel alone is linear in its predictor's coefficients: its part from each
     # group of them is the prediction of a profile with the other groups' coefficients zero; and each
     # precision's kernels are also predicted with the other precision's predictors.
-    alone = _without_context(base.data)
+    alone = _without_context(base.raw)
     parts = {}
     for source in precisions:
         for g in TERM_GROUPS:
             mask = {h: float(h == g) for h in TERM_GROUPS}
-            scales = {p: {k: dict(mask, source=source) for k in base["predictors"][source]
-                          if k in base["predictors"][p]} for p in precisions}
+            scales = {p: {k: dict(mask, source=source) for k in base.predictors[source]
+                          if k in base.predictors[p]} for p in precisions}
             parts[source, g] = parse_profile(apply_scales(alone, scales), f"{base.name!r} ({source} {g} terms)")
     graphs, rows = {}, []
     for s in samples:
@@ -342,8 +342,8 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
                 "cpu_ms"]
         row["predicted_ms"] = sum(row["parts"][s["precision"]].values())
         rows.append(row)
-    scales, measured = fit_scales(rows, {p: sorted(base["predictors"][p]) for p in precisions})
-    data = apply_scales(base.data, scales)
+    scales, measured = fit_scales(rows, {p: sorted(base.predictors[p]) for p in precisions})
+    data = apply_scales(base.raw, scales)
     data.pop("inherits", None)
     data["invoke_overhead_s"] = dict(data.get("invoke_overhead_s", {}),
                                      **{p: overhead[p] * 1e-3 for p in precisions if p in overhead})
@@ -359,7 +359,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
                                                             for r in group]) * 100),
                 "mean_abs_pct_error": float(np.mean([abs(a / r["measured_ms"] - 1)
                                                      for a, r in zip(after, group)]) * 100)}
-    before = _network_predictions(base.data, networks, f"{base.name!r}")
+    before = _network_predictions(base.raw, networks, f"{base.name!r}")
     scaled = _network_predictions(data, networks, "'quick calibration'")
     kernel_only = copy.deepcopy(data)
     for key in ("context_per_op_s", "context_per_param_byte_s"):
@@ -379,7 +379,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
                 data[key][precision] *= absolute
     after = _network_predictions(data, networks, "'quick calibration'")
     here = dict(machine(), **identity(threads), date=datetime.date.today().isoformat())
-    base_on = base.data.get("measured_on", {})
+    base_on = base.measured_on or {}
     data.update({
         "name": "host_cpu",
         "description": f"This machine's CPU ({here['processor']}) in LiteRT {here['litert']} (XNNPACK), {threads} "
@@ -387,7 +387,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
                        f"{base_on.get('processor', 'an unrecorded CPU')}) rescaled per kernel kind by "
                        f"kerasnets-estimate --calibrate=quick from {len(kernels)} kernels and "
                        f"{len({n['name'] for n in networks})} random networks timed here.",
-        "sources": list(base.data.get("sources", [])) + ["kerasnets.export.hostfit.quick_calibrate (measured on this machine)"],
+        "sources": list(base.sources) + ["kerasnets.export.hostfit.quick_calibrate (measured on this machine)"],
         "measured_on": here, "threads": int(threads), "fit": fit,
         "context_fit": [{"network": n["name"], "input": n["input"], "precision": n["precision"],
                          "measured_ms": n["measured_ms"], "shipped_predicted_ms": b[1], "fitted_ms": a[1]}
@@ -405,10 +405,10 @@ def _base_profile(base):
     ``host_cpu`` as the loader finds it, unless that is itself a quick calibration, then the shipped one."""
     if base is None:
         found = load_profile("host_cpu")
-        if found.data.get("calibration", {}).get("method") == "quick":
+        if (found.calibration or {}).get("method") == "quick":
             return load_profile(SHIPPED_HOST_PROFILE)
         return found
-    return base if hasattr(base, "data") else load_profile(base)
+    return load_profile(base)
 
 
 SHIPPED_HOST_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles", "host_cpu.json")
@@ -440,8 +440,8 @@ def identity(threads=1):
 def profile_mismatches(profile, here):
     """``[(field, the profile's value, this machine's)]`` where ``profile`` was fitted elsewhere
     (CPU model, thread count, LiteRT version; a field the profile does not record is not compared)."""
-    on = profile.data.get("measured_on") or {}
-    theirs = {"processor": on.get("processor"), "threads": profile.data.get("threads", on.get("threads")),
+    on = profile.measured_on or {}
+    theirs = {"processor": on.get("processor"), "threads": profile.threads,
               "litert": on.get("litert")}
     return [(k, theirs[k], here[k]) for k in ("processor", "threads", "litert")
             if theirs[k] is not None and theirs[k] != here[k]]
@@ -490,7 +490,7 @@ def _read_cache(path, here, messages):
     if profile_mismatches(profile, here):
         messages.append(f"the cached quick calibration {path} is for another machine; calibrating again")
         return None
-    if profile.data.get("calibration", {}).get("version") != QUICK_CALIBRATION_VERSION:
+    if (profile.calibration or {}).get("version") != QUICK_CALIBRATION_VERSION:
         messages.append(f"the cached quick calibration {path} was made by another version of it; calibrating again")
         return None
     return profile
@@ -507,7 +507,7 @@ def host_profile(threads=1, allow_calibration=True, log=None, folder=None, base=
     message (also given to ``log``) is one sentence.
     """
     say = log or (lambda m: None)
-    profile = load_profile(base) if not hasattr(base, "data") else base
+    profile = load_profile(base)
     here = identity(threads)
     diffs = profile_mismatches(profile, here)
     if not diffs:

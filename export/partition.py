@@ -36,7 +36,8 @@ __all__ = ["BAD_RANK", "BAD_TYPE", "NOT_SUPPORTED", "POLICIES", "SUBGRAPH", "Cha
 
 @dataclasses.dataclass
 class PartitionPlan:
-    """Where each layer runs, why, the cut, and the estimate; ``to_json()`` is the plan file."""
+    """Where each layer runs, why, the cut, and the estimate (``totals`` and the :class:`~kerasnets.export.cost.CostRow`
+    ``layers``); ``to_json()`` is the plan file."""
     model: str
     profile: str
     policy: str
@@ -64,10 +65,10 @@ class PartitionPlan:
         return {"after": first["last_layer"], "tensors": first["outputs"], "parts": len(self.parts)}
 
     def as_dict(self):
+        estimate = {"totals": self.estimate["totals"], "layers": [r.as_dict() for r in self.estimate["layers"]]}
         return {"model": self.model, "profile": self.profile, "policy": self.policy, "precision": self.precision,
                 "input_shape": self.input_shape, "cut": self.cut, "npu_layers": self.npu_layers,
-                "cpu_layers": self.cpu_layers, "parts": self.parts, "layers": self.decisions,
-                "estimate": self.estimate}
+                "cpu_layers": self.cpu_layers, "parts": self.parts, "layers": self.decisions, "estimate": estimate}
 
     def to_json(self):
         return json.dumps(self.as_dict(), indent=1, default=plain) + "\n"
@@ -105,7 +106,7 @@ def _contiguous_parts(graph, decisions):
 
 def _log(graph, profile, policy, precision, decisions, parts, est, input_shape):
     t = est["totals"]
-    label = profile.get("device_label", "NPU")
+    label = profile.device_label or "NPU"
     counts = collections.Counter()
     for d in decisions:
         if d["message"].endswith("(fused)"):
@@ -166,9 +167,9 @@ def partition_for_profile(model, profile, policy="max_npu", precision=None):
     est = estimate_graph(graph, profile, precision, {d["name"]: d["placement"] for d in decisions})
     by = {d["name"]: d for d in decisions}
     for row in est["layers"]:
-        if row["name"] in by:
-            by[row["name"]]["precision"] = row.get("precision", "")
-            by[row["name"]]["latency_ms"] = row["latency_ms"]
+        if row.name in by:
+            by[row.name]["precision"] = row.precision
+            by[row.name]["latency_ms"] = row.latency_ms
     parts = _contiguous_parts(graph, decisions)
     input_shape = list(graph.by_name[graph.inputs[0]].out_shape)
     log = _log(graph, profile, policy, precision, decisions, parts, est, input_shape)

@@ -40,17 +40,17 @@ def check_policy(policy):
 
 
 def _mapped(profile):
-    return f"Mapped to {profile.get('device_label', 'NPU')}"
+    return f"Mapped to {profile.device_label or 'NPU'}"
 
 
 def support_problem(op, profile, precision):
     """``None`` if ``profile`` runs ``op`` at ``precision``, else (compiler message, detail)."""
-    sup = profile["support"]
-    ops = sup["ops"]
-    label = profile.get("device_label", "NPU")
+    sup = profile.support
+    ops = sup.ops
+    label = profile.device_label or "NPU"
     names = "/".join(dict.fromkeys(op.tflite_ops)) or op.class_name
-    if precision not in sup["data_types"]:
-        return BAD_TYPE, f"{names} in {precision}; {label} runs {', '.join(sup['data_types'])} only"
+    if precision not in sup.data_types:
+        return BAD_TYPE, f"{names} in {precision}; {label} runs {', '.join(sup.data_types)} only"
     if op.kind == "unknown":
         return NOT_SUPPORTED, f"layer {op.class_name} has no {label} kernel"
     if op.kind not in ops:
@@ -59,25 +59,25 @@ def support_problem(op, profile, precision):
             extra = f" ({op.activation.upper()})"
         return NOT_SUPPORTED, f"{names}{extra} is not supported by {label}"
     c = ops[op.kind]
-    sizes = c.get("pool_sizes" if op.kind in ("max_pool", "avg_pool") else "kernel_sizes")
+    sizes = c.pool_sizes if op.kind in ("max_pool", "avg_pool") else c.kernel_sizes
     if sizes and op.kernel and any(k not in sizes for k in op.kernel):
         return NOT_SUPPORTED, f"{names} with {op.kernel[0]}x{op.kernel[1]} window; {label} takes {sizes}"
-    if c.get("strides") and op.strides and any(s not in c["strides"] for s in op.strides):
-        return NOT_SUPPORTED, f"{names} with stride {op.strides[0]}; {label} takes strides {c['strides']}"
-    if op.kind == "group_conv" and c.get("forms") and op.form not in c["forms"]:
-        hint = f"; build with group_conv='{c['forms'][0]}'" if c["forms"] else ""
+    if c.strides and op.strides and any(s not in c.strides for s in op.strides):
+        return NOT_SUPPORTED, f"{names} with stride {op.strides[0]}; {label} takes strides {c.strides}"
+    if op.kind == "group_conv" and c.forms and op.form not in c.forms:
+        hint = f"; build with group_conv='{c.forms[0]}'" if c.forms else ""
         what = "grouped CONV_2D" if op.form == "native" else "split group conv"
         return NOT_SUPPORTED, f"{what} (groups={op.groups}) is not supported by {label}{hint}"
-    if op.kind == "shuffle" and c.get("modes") and op.form not in c["modes"]:
-        return NOT_SUPPORTED, f"channel shuffle mode {op.form!r}; {label} takes {c['modes']}"
-    if c.get("max_channels") and max(op.cin, op.cout) > c["max_channels"]:
-        return NOT_SUPPORTED, f"{names} with {max(op.cin, op.cout)} channels; {label} takes at most {c['max_channels']}"
+    if op.kind == "shuffle" and c.modes and op.form not in c.modes:
+        return NOT_SUPPORTED, f"channel shuffle mode {op.form!r}; {label} takes {c.modes}"
+    if c.max_channels and max(op.cin, op.cout) > c.max_channels:
+        return NOT_SUPPORTED, f"{names} with {max(op.cin, op.cout)} channels; {label} takes at most {c.max_channels}"
     act = op.activation if op.kind in CONV_KINDS + ("add", "multiply", "activation", "softmax") else "linear"
-    if act not in sup["activations"]:
+    if act not in sup.activations:
         fused = op.kind != "activation"
         return NOT_SUPPORTED, (f"{names} with fused {act.upper()}" if fused else f"{act.upper()}") + \
             f": {label} has no {act} activation"
-    rank = sup.get("max_nonunit_dims")
+    rank = sup.max_nonunit_dims
     if rank and op.nonunit_dims > rank:
         return BAD_RANK, (f"{names} makes a tensor with {op.nonunit_dims} non-unit dimensions"
                           + (f" (channel shuffle mode {op.form!r}; use shuffle='low_rank')" if op.kind == "shuffle" else ""))
@@ -92,7 +92,7 @@ def _decision(op, placement, message, detail="", segment=0):
 def _place_rule(graph, profile, precision, cpu_from=None, cpu_message=None):
     """The segment rule over the graph; ops at index >= ``cpu_from`` are forced to the CPU."""
     decisions = {}
-    max_segments = profile["segments"]["max_npu_segments"]
+    max_segments = profile.segments.max_npu_segments
     segments, in_npu, cpu_seen = 0, False, False
     for op in graph.ops:
         if op.kind == "input":
@@ -150,7 +150,7 @@ def place(graph, profile, policy="max_npu", precision=None):
     precision = precision or profile.default_precision()
     if not profile.is_npu:
         return [_decision(op, "host" if op.kind == "input" else "cpu",
-                          "Model input" if op.kind == "input" else f"Runs on {profile.get('device_label', 'the CPU')}")
+                          "Model input" if op.kind == "input" else f"Runs on {profile.device_label or 'the CPU'}")
                 for op in graph.ops]
     if policy == "float_head":
         start = graph.float_head_start()

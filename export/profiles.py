@@ -25,9 +25,13 @@ Two kinds of profile exist:
 
 A profile may name another in ``inherits``; the two are merged key by key (the child's
 values win) before validation. A malformed profile raises :class:`ProfileError`, whose
-one sentence names the bad field.
+one sentence names the bad field. A valid one is read as typed objects: :func:`load_profile`
+returns an :class:`NpuProfile` (``profile.compute.channel_alignment``, ``profile.support.ops``
+...) or a :class:`CpuProfile` (``profile.predictors[precision][kind].per_mac_s`` ...), whose
+:meth:`Profile.to_dict` gives the validated data back for writing.
 """
 import copy
+import dataclasses
 import difflib
 import functools
 import json
@@ -437,43 +441,217 @@ def _check_residuals(c, field, table):
         c.fail(f"{field}.points", f"must be a list of {len(scale)}-number points, one per log_ratio entry")
 
 
-class Profile:
-    """A validated hardware profile: the raw data plus typed accessors used by the estimator."""
+# ------------------------------------------------------------------------- typed profiles ----
+# A validated profile is read through frozen dataclasses: ``profile.compute.channel_alignment``. Data keyed
+# by precision, kernel kind, op kind or rule (peak rates, predictors, support.ops, retarget.rules) stays a
+# dict, of typed values where the values have fixed fields. Optional fields absent from the file are None.
+# The typed objects share their values with ``Profile.raw`` (the validated dict) and copy nothing.
 
-    def __init__(self, data, path=None):
-        self.data = data
-        self.path = path
+class TypedRecord:
+    """Base of the typed profile sections and the estimator's cost rows: reading a field that does not
+    exist raises an AttributeError naming the closest one."""
 
-    name = property(lambda self: self.data["name"])
-    kind = property(lambda self: self.data["kind"])
-    is_npu = property(lambda self: self.data["kind"] == "npu")
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        valid = [f.name for f in dataclasses.fields(self)]
+        raise AttributeError(f"{type(self).__name__} has no field {name!r}{closest(name, valid)}")
 
-    def __getitem__(self, key):
-        return self.data[key]
 
-    def get(self, dotted, default=None):
-        node = self.data
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+def _section(of, depth=0, optional=False):
+    """A field holding a typed section ``of`` (under ``depth`` levels of data keys, e.g. precision -> kind)."""
+    meta = {"of": of, "depth": depth}
+    return dataclasses.field(default=None, metadata=meta) if optional else dataclasses.field(metadata=meta)
+
+
+def _typed(cls, data, **extra):
+    """A ``cls`` from its validated dict (plus ``extra`` fields): each field by name, nested sections by their
+    ``_section`` type."""
+    values = dict(extra)
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _nested(f.metadata["of"], data[f.name], f.metadata["depth"]) \
+                if "of" in f.metadata else data[f.name]
+    return cls(**values)
+
+
+def _nested(cls, value, depth):
+    if depth == 0:
+        return _typed(cls, value)
+    return {k: _nested(cls, v, depth - 1) for k, v in value.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Efficiency(TypedRecord):
+    """``compute.efficiency``: the fraction of peak an NPU reaches per op kind."""
+    conv: float
+    conv1x1: float
+    depthwise: float
+    dense: float
+    group_conv_by_channels_per_group: dict   # channels per group (a digit string) -> efficiency
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute(TypedRecord):
+    """``compute``: peak MAC rate per precision, clock, channel alignment, efficiencies and overheads."""
+    peak_macs_per_s: dict                    # precision -> MACs/s
+    clock_hz: float
+    channel_alignment: int
+    efficiency: Efficiency = _section(Efficiency)
+    op_overhead_s: float
+    invoke_overhead_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory(TypedRecord):
+    """``memory``: on-chip sizes, bandwidths and the host link."""
+    param_cache_bytes: int
+    activation_bytes: int
+    onchip_bandwidth_bytes_per_s: float
+    offchip_bandwidth_bytes_per_s: float
+    host_link_bandwidth_bytes_per_s: float
+    host_link_latency_s: float
+    param_stream_from: str                   # "offchip" or "host_link"
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryOps(TypedRecord):
+    """``memory_ops``: the fraction of on-chip bandwidth each memory-bound op group reaches."""
+    elementwise: float
+    concat: float
+    slice: float
+    shuffle: float
+    pool: float
+    reshape: float
+
+
+@dataclasses.dataclass(frozen=True)
+class OpConstraints(TypedRecord):
+    """One entry of ``support.ops``: what the NPU takes of that op kind (None: no constraint)."""
+    kernel_sizes: list = None
+    strides: list = None
+    pool_sizes: list = None
+    forms: list = None
+    max_channels: int = None
+    modes: list = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Support(TypedRecord):
+    """``support``: data types, supported ops with their constraints, activations, tensor rank."""
+    data_types: list
+    ops: dict = _section(OpConstraints, depth=1)   # op kind -> OpConstraints
+    activations: list
+    max_nonunit_dims: int = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Segments(TypedRecord):
+    """``segments``: the segment rule."""
+    max_npu_segments: int
+    cpu_round_trip_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Host(TypedRecord):
+    """``host``: the CPU profile that runs what the NPU does not, and its speed against that profile."""
+    profile: str
+    speed_factor: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Retarget(TypedRecord):
+    """``retarget``: rule name -> its parameters (a dict; see :data:`RETARGET_RULES`), in the order to apply."""
+    rules: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuPredictor(TypedRecord):
+    """One fitted CPU predictor (see :data:`CPU_OPTIONAL_TERMS`; an absent term is None and counts 0)."""
+    fixed_s: float
+    per_mac_s: float
+    per_byte_s: float
+    per_in_byte_s: float = None
+    per_out_byte_s: float = None
+    per_param_byte_s: float = None
+    per_group_s: float = None
+    per_group_pixel_s: float = None
+    per_pixel_s: float = None
+    channel_align: int = None                # output channels padded to this (None: 1)
+
+    def term(self, name):
+        """Coefficient ``name`` (0.0 when the predictor has no such term)."""
+        value = getattr(self, name)
+        return 0.0 if value is None else value
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualTable(TypedRecord):
+    """A kernel-regression table correcting one CPU predictor (:func:`kerasnets.export.cost.cpu_residual`)."""
+    points: list
+    log_ratio: list
+    scale: list
+    bandwidth: float
+    prior: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
+class Profile(TypedRecord):
+    """A validated hardware profile (an :class:`NpuProfile` or a :class:`CpuProfile`): typed fields, plus
+    ``raw`` (the validated dict, ``inherits`` resolved) that :meth:`to_dict` copies for writing it back."""
+    name: str
+    kind: str
+    description: str
+    sources: list
+    device_label: str = None
+    inherits: str = None
+    assumptions: dict = None
+    fitted_to: list = None
+    fitted_fields: dict = None
+    raw: dict = dataclasses.field(default=None, compare=False)
+    path: str = dataclasses.field(default=None, compare=False)
+
+    is_npu = property(lambda self: self.kind == "npu")
+
+    def __repr__(self):  # the fields would print the whole file
+        return f"{type(self).__name__}({self.name!r}, path={self.path!r})"
+
+    def __hash__(self):  # by name, as equal profiles have equal names (the fields themselves hold dicts)
+        return hash((self.kind, self.name))
+
+    def to_dict(self):
+        """A deep copy of the profile's data, as validated (the form :func:`parse_profile` takes and files hold)."""
+        return copy.deepcopy(self.raw)
+
+    def to_json(self):
+        """The profile file's text (of :meth:`to_dict`)."""
+        return json.dumps(self.raw, indent=1, sort_keys=False) + "\n"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
+class NpuProfile(Profile):
+    """An accelerator described analytically (``kind: npu``)."""
+    __hash__ = Profile.__hash__  # a dataclass subclass would get one over its (unhashable) fields
+    compute: Compute = _section(Compute)
+    memory: Memory = _section(Memory)
+    memory_ops: MemoryOps = _section(MemoryOps)
+    support: Support = _section(Support)
+    segments: Segments = _section(Segments)
+    host: Host = _section(Host)
+    retarget: Retarget = _section(Retarget, optional=True)
 
     def default_precision(self):
-        """int8 for NPUs (their native type), float32 for CPUs."""
-        if self.is_npu:
-            types = self.data["support"]["data_types"]
-            return "int8" if "int8" in types else types[0]
-        return "float32" if "float32" in self.data["predictors"] else sorted(self.data["predictors"])[0]
+        """int8 (the NPU's native type) when supported, else its first data type."""
+        types = self.support.data_types
+        return "int8" if "int8" in types else types[0]
 
-    def peak_macs_per_s(self, precision):
-        table = self.data["compute"]["peak_macs_per_s"] if self.is_npu else self.data["peak_macs_per_s"]
-        return table.get(precision)
+    def peak_macs(self, precision):
+        """Peak MACs/s at ``precision`` (None when the profile has no rate for it)."""
+        return self.compute.peak_macs_per_s.get(precision)
 
     def group_conv_efficiency(self, channels_per_group):
         """Efficiency at ``channels_per_group``, log-linearly interpolated in the profile's table."""
-        table = sorted((int(k), v) for k, v in
-                       self.data["compute"]["efficiency"]["group_conv_by_channels_per_group"].items())
+        table = sorted((int(k), v) for k, v in self.compute.efficiency.group_conv_by_channels_per_group.items())
         x = math.log2(max(1, channels_per_group))
         if x <= math.log2(table[0][0]):
             return table[0][1]
@@ -484,24 +662,59 @@ class Profile:
         return table[-1][1]
 
     def best_channels_per_group(self):
-        table = self.data["compute"]["efficiency"]["group_conv_by_channels_per_group"]
+        table = self.compute.efficiency.group_conv_by_channels_per_group
         return int(max(table, key=lambda k: table[k]))
 
-    def host(self):
+    def host_cpu(self):
         """The CPU profile that runs what the NPU does not, and its speed factor."""
-        if not self.is_npu:
-            return self, 1.0
-        return load_profile(self.data["host"]["profile"]), float(self.data["host"]["speed_factor"])
+        return load_profile(self.host.profile), float(self.host.speed_factor)
 
-    def to_json(self):
-        return json.dumps(self.data, indent=1, sort_keys=False) + "\n"
+
+@dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
+class CpuProfile(Profile):
+    """A CPU described by fitted predictors (``kind: cpu``); the per-precision dicts are keyed by precision."""
+    __hash__ = Profile.__hash__
+    threads: int
+    invoke_overhead_s: dict
+    peak_macs_per_s: dict
+    predictors: dict = _section(CpuPredictor, depth=2)       # precision -> kernel kind -> CpuPredictor
+    residuals: dict = _section(ResidualTable, depth=2, optional=True)  # precision -> kernel kind -> table
+    measured_on: dict = None
+    fit: dict = None
+    context_factor: dict = None
+    context_fit: list = None
+    context_per_op_s: dict = None
+    context_per_param_byte_s: dict = None
+    calibration: dict = None
+
+    def default_precision(self):
+        """float32 when fitted, else the first fitted precision."""
+        return "float32" if "float32" in self.predictors else sorted(self.predictors)[0]
+
+    def peak_macs(self, precision):
+        """Peak MACs/s at ``precision`` (None when the profile has no rate for it)."""
+        return self.peak_macs_per_s.get(precision)
+
+    def residual(self, precision, kind):
+        """The :class:`ResidualTable` correcting predictor ``kind`` at ``precision``, or None."""
+        return (self.residuals or {}).get(precision, {}).get(kind)
+
+    def context(self, precision):
+        """The in-model context at ``precision``: (factor, seconds per op, seconds per parameter byte)."""
+        return ((self.context_factor or {}).get(precision, 1.0), (self.context_per_op_s or {}).get(precision, 0.0),
+                (self.context_per_param_byte_s or {}).get(precision, 0.0))
+
+    def host_cpu(self):
+        """Itself at speed factor 1 (a CPU profile runs everything)."""
+        return self, 1.0
 
 
 def parse_profile(data, label="<profile>", path=None):
-    """Resolve ``inherits``, validate and wrap a profile dict."""
+    """Resolve ``inherits``, validate and type a profile dict: an :class:`NpuProfile` or :class:`CpuProfile`."""
     if not isinstance(data, dict):
         raise ProfileError(f"profile {label} must be a JSON object, not {type(data).__name__}; fix the file.")
-    return Profile(validate(_resolve(data, label), label), path)
+    data = validate(_resolve(data, label), label)
+    return _typed(NpuProfile if data["kind"] == "npu" else CpuProfile, data, raw=data, path=path)
 
 
 @functools.lru_cache(maxsize=64)

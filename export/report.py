@@ -80,10 +80,10 @@ def plot_layer_cost(summary, path):
 def plot_estimate(result, path):
     """Every layer's estimated cost in graph order (an :func:`kerasnets.export.cost.estimate` result), by placement."""
     plt = _pyplot()
-    rows = [r for r in result["layers"] if r["latency_ms"] > 0]
+    rows = [r for r in result["layers"] if r.latency_ms > 0]
     colours = {"npu": "tab:blue", "cpu": "tab:orange", "link": "tab:gray"}
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.12), 4))
-    ax.bar(range(len(rows)), [r["latency_ms"] for r in rows], color=[colours.get(r["placement"], "k") for r in rows])
+    ax.bar(range(len(rows)), [r.latency_ms for r in rows], color=[colours.get(r.placement, "k") for r in rows])
     ax.set_ylabel("estimated ms")
     ax.set_xlabel("layers in graph order")
     ax.set_title(f"{result['model']} on {result['profile']}: {result['totals']['latency_ms']:.2f} ms "

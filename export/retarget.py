@@ -140,18 +140,10 @@ def retarget_profile(profile):
     if not profile.is_npu:
         raise ProfileError(f"profile {profile.name!r} is a CPU profile and has no retarget rules; use an NPU profile "
                            "such as edgetpu_usb or m55h.")
-    rules = profile.get("retarget.rules")
-    if not isinstance(rules, dict):
+    if profile.retarget is None:
         raise ProfileError(f"profile {profile.name!r}: field 'retarget.rules' is missing; add a retarget section "
                            "listing its rules (see export/profiles/m55h.json).")
-    for rule in rules:
-        if rule not in RETARGET_RULES:
-            raise ProfileError(f"profile {profile.name!r}: field 'retarget.rules.{rule}' is not a retarget rule; use "
-                               f"one of {list(RETARGET_RULES)}.")
-        for field in RETARGET_RULES[rule][2]:
-            if profile.get(field) is None:
-                raise ProfileError(f"profile {profile.name!r}: field {field!r} is missing, and retarget rule {rule!r} "
-                                   "needs it; add it to the profile or drop the rule.")
+    # The rule names and the fields each rule reads were checked when the profile was loaded (profiles.validate).
     return profile
 
 
@@ -280,7 +272,8 @@ def rule_group_conv_form(spec, options, model, profile, params, notes):
     where = _grouped_convs(model)
     if not where:
         return None
-    forms = list(profile.get("support.ops.group_conv.forms") or [])
+    entry = profile.support.ops.get("group_conv")
+    forms = list(entry.forms or []) if entry else []
     current = options["group_conv"]
     if current in forms:
         return None
@@ -298,8 +291,9 @@ def rule_shuffle_form(spec, options, model, profile, params, notes):
     where = [layer.name for layer in model.layers if isinstance(layer, kn_layers.ChannelShuffle)]
     if not where:
         return None
-    limit = profile.get("support.max_nonunit_dims")
-    modes = profile.get("support.ops.shuffle.modes") or list(SHUFFLE_RANK)
+    limit = profile.support.max_nonunit_dims
+    entry = profile.support.ops.get("shuffle")
+    modes = (entry.modes if entry else None) or list(SHUFFLE_RANK)
     current = options["shuffle"]
     if SHUFFLE_RANK[current] <= limit and current in modes:
         return None
@@ -314,8 +308,8 @@ def rule_shuffle_form(spec, options, model, profile, params, notes):
 
 
 def rule_depthwise_to_group(spec, options, model, profile, params, notes):
-    eff = profile.get("compute.efficiency")
-    ratio = eff["depthwise"] / eff["conv"]
+    eff = profile.compute.efficiency
+    ratio = eff.depthwise / eff.conv
     limit = params.get("max_depthwise_ratio", 0.25)
     if ratio >= limit:
         return None
@@ -338,7 +332,7 @@ def rule_depthwise_to_group(spec, options, model, profile, params, notes):
         notes.append(f"depthwise_to_group: {', '.join(skipped)} kept depthwise (mid not a multiple of {cpg}).")
     if not where:
         return None
-    reason = (f"compute.efficiency.depthwise = {eff['depthwise']:.3g} is {ratio:.2f}x compute.efficiency.conv "
+    reason = (f"compute.efficiency.depthwise = {eff.depthwise:.3g} is {ratio:.2f}x compute.efficiency.conv "
               f"(below max_depthwise_ratio {limit}); group_conv_by_channels_per_group is best at {cpg} "
               f"({profile.group_conv_efficiency(cpg):.3g})")
     return dataclasses.replace(spec, blocks=tuple(blocks), name=f"{spec.name}_gw{cpg}"), options, where, reason
@@ -348,7 +342,7 @@ _WIDTH_FIELDS = ("out", "mid", "se_channels")
 
 
 def rule_align_channels(spec, options, model, profile, params, notes):
-    alignment = int(profile.get("compute.channel_alignment"))
+    alignment = int(profile.compute.channel_alignment)
     if alignment <= params.get("above", 8):
         return None
     prefixes = block_prefixes(spec)
@@ -389,7 +383,7 @@ def rule_align_channels(spec, options, model, profile, params, notes):
 
 
 def rule_activation_fallback(spec, options, model, profile, params, notes):
-    supported = set(profile.get("support.activations"))
+    supported = set(profile.support.activations)
     fallbacks = params.get("fallbacks", {})
     swaps, missing = {}, set()
 
@@ -431,7 +425,7 @@ assert set(RULES) == set(RETARGET_RULES), "every rule a profile may list has an 
 
 
 def _function_rules(profile):
-    return [(r, p) for r, p in profile.get("retarget.rules").items() if RETARGET_RULES[r][0] == "function"]
+    return [(r, p) for r, p in profile.retarget.rules.items() if RETARGET_RULES[r][0] == "function"]
 
 
 def _complete(builder, spec, options, profile, notes):
@@ -474,7 +468,7 @@ def retarget(model_or_name, profile, input_shape=None, level="function", policy=
     if source is not None:
         builder.models[builder.key(spec, options)] = source
     changes, notes = [], []
-    rules = profile.get("retarget.rules")
+    rules = profile.retarget.rules
     order = [r for r in rules if RETARGET_RULES[r][0] == "function"]
     later = [r for r in rules if RETARGET_RULES[r][0] == "architecture"]
     if level == "architecture":

@@ -487,14 +487,14 @@ def _estimate(run):
                         "mac_utilization": t["mac_utilization"], "macs": t["macs"],
                         "npu_ops": t.get("npu_ops"), "cpu_ops": t.get("cpu_ops"), "group_conv": form}
             if not profile.is_npu:
-                out[key]["fitted_on"] = profile.data.get("measured_on", {}).get("processor")
+                out[key]["fitted_on"] = (profile.measured_on or {}).get("processor")
             if name == "host_cpu":
                 out[key]["host_profile"] = {"source": host.source, "path": host.path, "notes": host.messages,
-                                            "measured_on": profile.data.get("measured_on")}
+                                            "measured_on": profile.measured_on}
             if name == run.config.partition_profile:
                 out[key]["top_layers"] = [
-                    {k: r[k] for k in ("name", "kind", "placement", "latency_ms", "bound", "reason")}
-                    for r in sorted(res["layers"], key=lambda r: -r["latency_ms"])[:12]]
+                    {k: getattr(r, k) for k in ("name", "kind", "placement", "latency_ms", "bound", "reason")}
+                    for r in sorted(res["layers"], key=lambda r: -r.latency_ms)[:12]]
     return {"profiles": out}
 
 

@@ -26,6 +26,7 @@ from kerasnets import layers as kn_layers
 from kerasnets.backend import keras, tf
 from kerasnets.checkpoints import is_checkpoint
 from kerasnets.errors import path_error
+from kerasnets.export import profiles
 from kerasnets.io import write_json
 from kerasnets.resources import check_fits_memory
 from kerasnets.spec import load_spec
@@ -333,13 +334,15 @@ def gpu_visible():
 
 def _profile_name_and_entry(profile):
     """(name, support.ops.group_conv entry or None, whether the profile lists supported ops) of a profile
-    (an :class:`kerasnets.export.profiles.Profile` or its dict)."""
-    data = getattr(profile, "data", profile)
-    if not isinstance(data, dict):
+    (a :class:`kerasnets.export.profiles.Profile`, or its dict, validated here)."""
+    if isinstance(profile, dict):
+        profile = profiles.parse_profile(profile, repr(profile.get("name", "<dict>")))
+    if not isinstance(profile, profiles.Profile):
         raise ConfigError(f"profile={profile!r} is neither a hardware profile nor its dict; pass "
                           "kerasnets.export.profiles.load_profile(name).")
-    ops = (data.get("support") or {}).get("ops")
-    return data.get("name", "the profile"), (ops or {}).get("group_conv"), isinstance(ops, dict)
+    if not profile.is_npu:
+        return profile.name, None, False
+    return profile.name, profile.support.ops.get("group_conv"), True
 
 
 def choose_forms(grouped_convs, overrides=None, gpu=None, profile=None):
@@ -378,7 +381,7 @@ def choose_forms(grouped_convs, overrides=None, gpu=None, profile=None):
     export = None
     if profile is not None:
         name, entry, lists_ops = _profile_name_and_entry(profile)
-        forms = list((entry or {}).get("forms") or [])
+        forms = list((entry.forms if entry else None) or [])
         if not lists_ops:
             export = {"group_conv": "native", "reason": f"{name} is a CPU target, where the native grouped "
                       "CONV_2D is one op"}

@@ -125,8 +125,8 @@ def _check_flag_combination():
 
 
 def _check_threads(profile):
-    if not profile.is_npu and profile["threads"] != FLAGS.threads:
-        raise UsageError(f"profile {profile.name} was fitted with {profile['threads']} thread(s), not --threads="
+    if not profile.is_npu and profile.threads != FLAGS.threads:
+        raise UsageError(f"profile {profile.name} was fitted with {profile.threads} thread(s), not --threads="
                          f"{FLAGS.threads}; recalibrate with --calibrate --threads={FLAGS.threads} or drop --threads.")
 
 
@@ -226,9 +226,9 @@ def main(argv):
     profile = load_profile(FLAGS.profile)
     _check_threads(profile)
     precision = FLAGS.precision or profile.default_precision()
-    if not profile.is_npu and precision not in profile["predictors"]:
+    if not profile.is_npu and precision not in profile.predictors:
         raise UsageError(f"--precision={precision} does not fit profile {profile.name}, which has predictors for "
-                         f"{', '.join(sorted(profile['predictors']))} only; pick one of those or recalibrate.")
+                         f"{', '.join(sorted(profile.predictors))} only; pick one of those or recalibrate.")
     if FLAGS.chart is not None:
         zoo_model.check_output_file(FLAGS.chart, "chart", "FILE.png")
         zoo_model.check_space(FLAGS.chart, CHART_BYTES, "chart")
@@ -241,7 +241,8 @@ def main(argv):
         t = result["totals"]
         print_json({"model": model.name, "input_size": [h, w], "profile": profile.name, "precision": precision,
                     "policy": policy, "latency_ms": t["latency_ms"], "fps": t["fps"],
-                    "mac_utilization": t["mac_utilization"], "totals": t, "layers": result["layers"]})
+                    "mac_utilization": t["mac_utilization"], "totals": t,
+                    "layers": [r.as_dict() for r in result["layers"]]})
     else:
         print(cost.format_table(result, top=FLAGS.top or None))
     return 0

@@ -283,7 +283,7 @@ class ScriptBadInputsTest(parameterized.TestCase):
             data["name"] = key
             with open(path(key, f"{key}.json"), "w") as f:
                 json.dump(data, f)
-        cpu = copy.deepcopy(profiles.load_profile("host_cpu").data)
+        cpu = profiles.load_profile("host_cpu").to_dict()
         for key in ("predictors", "residuals", "invoke_overhead_s", "peak_macs_per_s", "context_factor",
                     "context_per_op_s", "context_per_param_byte_s"):
             cpu.get(key, {}).pop("int8", None)
@@ -393,7 +393,7 @@ def _usb_with(change):
 
 
 def _cpu_with(change):
-    data = copy.deepcopy(profiles.load_profile("host_cpu").data)
+    data = profiles.load_profile("host_cpu").to_dict()
     change(data)
     return data
 

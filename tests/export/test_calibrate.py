@@ -56,7 +56,7 @@ class FitTest(tf.test.TestCase):
         self.assertNotIn("float32", data["context_factor"])
         r2 = cost.estimate(model, profiles.parse_profile(data, "'fitted_cpu'"), precision="int8")
         self.assertAllClose(r2["totals"]["cpu_ms"], 1.3 * r["totals"]["cpu_ms"], rtol=1e-6)
-        self.assertIn("in-model context", r2["layers"][-1]["reason"])
+        self.assertIn("in-model context", r2["layers"][-1].reason)
 
     def test_compute_kernels_fit_per_byte_terms(self):
         # Enough conv samples get the input/output/parameter-byte terms; the fit recovers them.
@@ -152,8 +152,9 @@ class ResidualTest(tf.test.TestCase):
             log_ratio.append(np.log(1.5))
         table, loo = calibrate._fit_residuals(group, np.array(log_ratio))
         self.assertAllClose(np.exp(loo), np.full(40, 1.5), rtol=0.1)  # the prior shrinks the edges a little
-        near = cost.cpu_residual(table, {"work": 5e5, "in_bytes": 5e4, "out_bytes": 5e4, "param_bytes": 100})
-        far = cost.cpu_residual(table, {"work": 1e10, "in_bytes": 1e9, "out_bytes": 1e9, "param_bytes": 1e7})
+        typed = profiles.ResidualTable(**table)  # as a loaded profile holds it
+        near = cost.cpu_residual(typed, {"work": 5e5, "in_bytes": 5e4, "out_bytes": 5e4, "param_bytes": 100})
+        far = cost.cpu_residual(typed, {"work": 1e10, "in_bytes": 1e9, "out_bytes": 1e9, "param_bytes": 1e7})
         self.assertAllClose(near, 1.5, rtol=0.05)
         self.assertAllClose(far, 1.0)
         self.assertEqual(cost.cpu_residual(None, {"work": 1}), 1.0)
@@ -214,7 +215,7 @@ class ChannelAlignTest(tf.test.TestCase):
         x = keras.Input((8, 8, 16))
         narrow = cost.estimate(keras.Model(x, L.Conv2D(20, 1, use_bias=False)(x)), prof, precision="float32")
         wide = cost.estimate(keras.Model(x, L.Conv2D(32, 1, use_bias=False)(x)), prof, precision="float32")
-        self.assertAllClose(narrow["layers"][1]["compute_ms"], wide["layers"][1]["compute_ms"], rtol=1e-6)
+        self.assertAllClose(narrow["layers"][1].compute_ms, wide["layers"][1].compute_ms, rtol=1e-6)
 
     def test_padded_work(self):
         self.assertEqual(cost.padded_work(100, 20, 16), 160)

@@ -9,7 +9,7 @@ L = keras.layers
 
 
 def _rows(result, **match):
-    return [r for r in result["layers"] if all(r.get(k) == v for k, v in match.items())]
+    return [r for r in result["layers"] if all(getattr(r, k) == v for k, v in match.items())]
 
 
 class MacsAgreeWithReferenceTest(tf.test.TestCase):
@@ -23,7 +23,7 @@ class MacsAgreeWithReferenceTest(tf.test.TestCase):
             model = kerasnets.get_model(name)
             result = cost.estimate(model, "edgetpu_usb")
             self.assertEqual(result["totals"]["macs"], info["reference"]["macs_conv_linear_224"], name)
-            self.assertEqual(sum(r["macs"] for r in result["layers"]), result["totals"]["macs"])
+            self.assertEqual(sum(r.macs for r in result["layers"]), result["totals"]["macs"])
 
 
 class EffectsTest(tf.test.TestCase):
@@ -39,19 +39,19 @@ class EffectsTest(tf.test.TestCase):
         for row in r["layers"]:
             for key in ("kind", "macs", "params", "bytes_in", "bytes_out", "channels_padded", "compute_ms",
                         "memory_ms", "bound", "efficiency", "placement", "latency_ms", "reason"):
-                self.assertIn(key, row)
+                self.assertIn(key, row.as_dict())
         t = r["totals"]
         self.assertAllClose(t["fps"], 1000 / t["latency_ms"])
-        self.assertAllClose(t["latency_ms"], sum(x["latency_ms"] for x in r["layers"]) + t["invoke_ms"])
+        self.assertAllClose(t["latency_ms"], sum(x.latency_ms for x in r["layers"]) + t["invoke_ms"])
         self.assertBetween(t["mac_utilization"], 0.0, 1.0)
         self.assertGreater(t["param_cache_used_bytes"], 0)
 
     def test_depthwise_runs_far_below_peak(self):
         r = cost.estimate(self.mnv2, "m55h")
         dw = _rows(r, kind="depthwise")[1]
-        pw = [x for x in _rows(r, kind="conv") if x["macs"]][3]
-        self.assertIn("depthwise", dw["reason"])
-        self.assertLess(dw["efficiency"], pw["efficiency"] / 4)
+        pw = [x for x in _rows(r, kind="conv") if x.macs][3]
+        self.assertIn("depthwise", dw.reason)
+        self.assertLess(dw.efficiency, pw.efficiency / 4)
 
     def test_group_conv_fastest_at_best_channels_per_group(self):
         p = profiles.load_profile("m55h")
@@ -60,15 +60,15 @@ class EffectsTest(tf.test.TestCase):
             self.assertLess(p.group_conv_efficiency(cpg), p.group_conv_efficiency(best))
         rows = _rows(cost.estimate(self.axs, "m55h"), kind="group_conv")
         self.assertTrue(rows)
-        self.assertIn("8 channels per group", rows[0]["reason"])
-        self.assertIn("profile's best", rows[0]["reason"])
+        self.assertIn("8 channels per group", rows[0].reason)
+        self.assertIn("profile's best", rows[0].reason)
 
     def test_channel_padding_to_alignment(self):
         r = cost.estimate(self.mnv2, "m55h")  # alignment 16: MobileNetV2's 24-channel layers pad to 32
-        padded = [x for x in r["layers"] if x["kind"] == "conv" and "padded to the alignment" in x["reason"]]
+        padded = [x for x in r["layers"] if x.kind == "conv" and "padded to the alignment" in x.reason]
         self.assertTrue(padded)
-        self.assertTrue(any(x["channels_padded"] == 32 and x["out_shape"][-1] == 24 for x in padded))
-        self.assertTrue(all(x["padded_macs"] > x["macs"] for x in padded))
+        self.assertTrue(any(x.channels_padded == 32 and x.out_shape[-1] == 24 for x in padded))
+        self.assertTrue(all(x.padded_macs > x.macs for x in padded))
 
     def test_concat_shuffle_and_elementwise_cost_memory_not_macs(self):
         g = cost.analyze(kerasnets.get_model("shufflenet_v2_x0_5", input_shape=(64, 64, 3), classes=10))
@@ -76,11 +76,11 @@ class EffectsTest(tf.test.TestCase):
         for kind in ("concat", "shuffle", "slice"):
             rows = _rows(r, kind=kind)
             self.assertTrue(rows, kind)
-            self.assertEqual(rows[0]["macs"], 0)
-            self.assertGreater(rows[0]["latency_ms"], 0)
-            self.assertIn("memory traffic", rows[0]["reason"])
+            self.assertEqual(rows[0].macs, 0)
+            self.assertGreater(rows[0].latency_ms, 0)
+            self.assertIn("memory traffic", rows[0].reason)
         adds = [x for x in _rows(cost.estimate(self.mnv2, "edgetpu_usb"), kind="add")]
-        self.assertTrue(adds and all(x["latency_ms"] > 0 for x in adds))
+        self.assertTrue(adds and all(x.latency_ms > 0 for x in adds))
 
     def test_parameters_beyond_the_cache_are_streamed(self):
         g = cost.analyze(kerasnets.get_model("vgg16", input_shape=(32, 32, 3), classes=10))
@@ -88,25 +88,25 @@ class EffectsTest(tf.test.TestCase):
         t = r["totals"]
         self.assertGreater(t["param_streamed_bytes"], 100e6)
         self.assertLessEqual(t["param_cache_used_bytes"], t["param_cache_bytes"])
-        self.assertTrue(any("streamed" in x["reason"] for x in r["layers"]))
+        self.assertTrue(any("streamed" in x.reason for x in r["layers"]))
 
     def test_boundary_tensor_to_the_cpu_is_a_row(self):
         r = cost.estimate(self.mnv2, "edgetpu_usb", policy="float_head")
-        links = [x for x in r["layers"] if x["kind"] == "transfer"]
-        self.assertTrue(any(x["name"].startswith("<to cpu:") for x in links))
+        links = [x for x in r["layers"] if x.kind == "transfer"]
+        self.assertTrue(any(x.name.startswith("<to cpu:") for x in links))
         self.assertGreater(r["totals"]["cpu_ms"], 0)
 
     def test_host_cpu_profile_both_precisions(self):
         for precision in ("int8", "float32"):
             r = cost.estimate(self.mnv2, "host_cpu", precision=precision)
-            self.assertTrue(all(x["placement"] in ("cpu", "host") for x in r["layers"]))
+            self.assertTrue(all(x.placement in ("cpu", "host") for x in r["layers"]))
             self.assertGreater(r["totals"]["latency_ms"], 0)
 
     def test_float_precision_on_an_int8_npu_runs_on_the_cpu(self):
         r = cost.estimate(self.mnv2, "edgetpu_usb", precision="float32")
-        npu = [x for x in r["layers"] if x["placement"] == "npu"]
+        npu = [x for x in r["layers"] if x.placement == "npu"]
         self.assertEqual(npu, [])
-        self.assertIn("unsupported data type", r["layers"][1]["placement_reason"])
+        self.assertIn("unsupported data type", r["layers"][1].placement_reason)
 
 
 class ModelFormsTest(tf.test.TestCase):

@@ -46,7 +46,7 @@ class OpKindVocabularyTest(tf.test.TestCase):
             profile = profiles.load_profile(name)
             if profile.is_npu:
                 continue
-            for precision, table in profile["predictors"].items():
+            for precision, table in profile.predictors.items():
                 self.assertLessEqual(set(table), set(profiles.CPU_KINDS), (name, precision))
                 for kind in kinds:
                     self.assertIn(costing.cpu_predictor_used(kind, table), table, (name, precision, kind))
@@ -61,7 +61,7 @@ class OpKindVocabularyTest(tf.test.TestCase):
             kind = costing.cpu_predictor_kind(ops[0])
             self.assertIn(kind, profiles.CPU_KINDS, label)
             measured.add(kind)
-        fitted = set(profiles.load_profile("host_cpu")["predictors"]["int8"])
+        fitted = set(profiles.load_profile("host_cpu").predictors["int8"])
         self.assertLessEqual(fitted, measured)  # nothing in the shipped profile that the fitter cannot measure
 
     @pytest.mark.slow  # every zoo model at 64x64 (~1 s each)

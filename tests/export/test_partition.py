@@ -28,7 +28,7 @@ def _first_cpu(plan):
 
 
 def _profile_without(activation):
-    data = json.loads(json.dumps(profiles.load_profile("edgetpu_usb").data))
+    data = profiles.load_profile("edgetpu_usb").to_dict()
     data["name"] = "edgetpu_no_hswish"
     data["support"]["activations"].remove(activation)
     return profiles.parse_profile(data, "'edgetpu_no_hswish'")

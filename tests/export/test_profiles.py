@@ -31,12 +31,11 @@ class ProfileFilesTest(tf.test.TestCase):
     def test_inherits_merges_and_overrides(self):
         usb, board = profiles.load_profile("edgetpu_usb"), profiles.load_profile("edgetpu_devboard")
         # The same chip: peak, cache and support inherited; efficiencies fitted on each board's own column.
-        self.assertEqual(board["compute"]["peak_macs_per_s"], usb["compute"]["peak_macs_per_s"])
-        self.assertEqual(board["memory"]["param_cache_bytes"], usb["memory"]["param_cache_bytes"])
-        self.assertNotEqual(board["compute"]["efficiency"]["conv"], usb["compute"]["efficiency"]["conv"])
-        self.assertNotEqual(board["memory"]["host_link_bandwidth_bytes_per_s"],
-                            usb["memory"]["host_link_bandwidth_bytes_per_s"])
-        self.assertEqual(board["support"], usb["support"])
+        self.assertEqual(board.compute.peak_macs_per_s, usb.compute.peak_macs_per_s)
+        self.assertEqual(board.memory.param_cache_bytes, usb.memory.param_cache_bytes)
+        self.assertNotEqual(board.compute.efficiency.conv, usb.compute.efficiency.conv)
+        self.assertNotEqual(board.memory.host_link_bandwidth_bytes_per_s, usb.memory.host_link_bandwidth_bytes_per_s)
+        self.assertEqual(board.support, usb.support)
 
     def test_malformed_profiles_name_the_bad_field(self):
         cases = {
@@ -75,7 +74,7 @@ class ProfileFilesTest(tf.test.TestCase):
             try:
                 self.assertIn("my_npu", profiles.list_profiles())
                 p = profiles.load_profile("my_npu")
-                self.assertEqual(p.peak_macs_per_s("int8"), 4.0e12)
+                self.assertEqual(p.peak_macs("int8"), 4.0e12)
             finally:
                 if old is None:
                     os.environ.pop("KERASNETS_PROFILE_DIR")
@@ -116,11 +115,11 @@ class FittedProfilesTest(tf.test.TestCase):
         self.assertAllClose(self._ms("mobilenet_v2_100", (288, 160), "m55h"), 1000 / 373.7, rtol=0.05)
         self.assertBetween(mnv2 / axs, 1.35, 1.65)
         p = profiles.load_profile("m55h")
-        text = json.dumps({k: v for k, v in p.data.items() if k not in ("fitted_to", "sources", "description",
+        text = json.dumps({k: v for k, v in p.raw.items() if k not in ("fitted_to", "sources", "description",
                                                                            "assumptions")})
         for model in ("mobilenet", "axspine"):
             self.assertNotIn(model, text.lower())  # no per-model factor anywhere in the model fields
-        for fields in p["fitted_fields"].values():
+        for fields in p.fitted_fields.values():
             self.assertTrue(all(path.startswith("compute.") for path in fields))
         self.assertEqual(p.best_channels_per_group(), 8)
-        self.assertLess(p["compute"]["efficiency"]["depthwise"], 0.25 * p["compute"]["efficiency"]["conv"])
+        self.assertLess(p.compute.efficiency.depthwise, 0.25 * p.compute.efficiency.conv)

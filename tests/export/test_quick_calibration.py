@@ -29,7 +29,7 @@ def _tiny_network():
 
 def _base():
     """The shipped host profile, as if fitted on another CPU (so every machine running the test mismatches)."""
-    data = copy.deepcopy(profiles.load_profile(hostfit.SHIPPED_HOST_PROFILE).data)
+    data = copy.deepcopy(profiles.load_profile(hostfit.SHIPPED_HOST_PROFILE).raw)
     data["measured_on"] = dict(data.get("measured_on", {}), processor="Another CPU 1000", threads=1)
     data["threads"] = 1
     return profiles.parse_profile(data, "'base'")
@@ -39,7 +39,7 @@ def _synthetic_measurement(base, kernels, nets, kernel_factor=2.0, context=1.25,
                            precisions=("int8", "float32")):
     """What measure_quick returns, made up: every kernel ``kernel_factor`` x its base prediction alone,
     every network ``overhead_ms`` + ``context`` x the rescaled profile's in-model prediction."""
-    alone = profiles.parse_profile(hostfit._without_context(base.data), "'alone'")
+    alone = profiles.parse_profile(hostfit._without_context(base.raw), "'alone'")
     samples = []
     for i, (_, model) in enumerate(kernels):
         ops = [op for op in cost.analyze(model).ops if not op.is_free]
@@ -47,7 +47,7 @@ def _synthetic_measurement(base, kernels, nets, kernel_factor=2.0, context=1.25,
             pred = cost.estimate_graph(cost.analyze(model), alone, p)["totals"]["cpu_ms"]
             samples.append({"kind": cost.cpu_predictor_kind(ops[0]), "precision": p, "kernel": i,
                             "ms": kernel_factor * pred})
-    scaled = copy.deepcopy(base.data)
+    scaled = base.to_dict()
     for p in precisions:
         for kind, entry in scaled["predictors"][p].items():
             scaled["predictors"][p][kind] = {k: v if k == "channel_align" else v * kernel_factor
@@ -148,12 +148,12 @@ class RescalingTest(tf.test.TestCase):
                 self.assertEqual(scale["source"], p)
             self.assertAllClose(list(data["calibration"]["context_scale"][p].values()), [1.25, 1.25], rtol=1e-6)
             self.assertAllClose(data["invoke_overhead_s"][p], 2e-6)
-            self.assertAllClose(data["context_factor"][p], 1.25 * base["context_factor"][p], rtol=1e-6)
+            self.assertAllClose(data["context_factor"][p], 1.25 * base.context_factor[p], rtol=1e-6)
         for n in data["context_fit"]:
             self.assertAllClose(n["fitted_ms"], n["measured_ms"], rtol=1e-6)
         # A kernel alone costs twice its base prediction.
         model = kernels[0][1]
-        alone_base = profiles.parse_profile(hostfit._without_context(base.data), "'a'")
+        alone_base = profiles.parse_profile(hostfit._without_context(base.raw), "'a'")
         alone_new = profiles.parse_profile(hostfit._without_context(data), "'b'")
         before = cost.estimate_graph(cost.analyze(model), alone_base, "int8")["totals"]["cpu_ms"]
         after = cost.estimate_graph(cost.analyze(model), alone_new, "int8")["totals"]["cpu_ms"]
@@ -204,7 +204,7 @@ class QuickCalibrationTest(tf.test.TestCase):
         with open(first.path) as f:
             cached = json.load(f)
         self.assertEqual(cached["measured_on"]["processor"], here["processor"])
-        self.assertEqual(second.profile["predictors"], first.profile["predictors"])
+        self.assertEqual(second.profile.predictors, first.profile.predictors)
         self.assertIn("CPU 'Another CPU 1000'", logged[0])
         self.assertTrue(any("cached at" in m for m in logged))
         self.assertEqual(os.listdir(folder), [name])
@@ -218,7 +218,7 @@ class QuickCalibrationTest(tf.test.TestCase):
         self.assertEqual((again.source, measure.calls), ("quick calibration", 2))
         self.assertTrue(any("another version" in m for m in again.messages))
         # A profile fitted here with these threads and this LiteRT is used as found: nothing measured, no message.
-        data = copy.deepcopy(base.data)
+        data = base.to_dict()
         data["measured_on"] = dict(data["measured_on"], processor=here["processor"], litert=here["litert"])
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(hostfit, "measure_quick", measure)
@@ -241,7 +241,7 @@ class QuickCalibrationTest(tf.test.TestCase):
         self.assertNotIn("\n", line)
 
     def test_other_threads_and_litert_are_named(self):
-        data = copy.deepcopy(_base().data)
+        data = _base().to_dict()
         here = hostfit.identity(2)
         data["measured_on"] = dict(data["measured_on"], processor=here["processor"], litert="0.9.9")
         prof = profiles.parse_profile(data, "'p'")

@@ -15,7 +15,7 @@ from tests.helpers import check_bad_call, random_images, randomized_bn, run_cli
 
 
 def _profile(edit, name="edgetpu_edit"):
-    data = json.loads(json.dumps(profiles.load_profile("edgetpu_usb").data))
+    data = profiles.load_profile("edgetpu_usb").to_dict()
     data["name"] = name
     edit(data)
     return data

@@ -24,9 +24,9 @@ def _agree(test, spec, shape, coster=None, options=None, classes=1000, method="b
         got = coster.estimate(spec, profile)
         want = cost.estimate(model, profile)
         test.assertEqual(got["method"], method)
-        test.assertEqual([r["name"] for r in got["layers"]], [r["name"] for r in want["layers"]])
-        test.assertEqual([r["placement"] for r in got["layers"]], [r["placement"] for r in want["layers"]])
-        test.assertAllClose([r["latency_ms"] for r in got["layers"]], [r["latency_ms"] for r in want["layers"]],
+        test.assertEqual([r.name for r in got["layers"]], [r.name for r in want["layers"]])
+        test.assertEqual([r.placement for r in got["layers"]], [r.placement for r in want["layers"]])
+        test.assertAllClose([r.latency_ms for r in got["layers"]], [r.latency_ms for r in want["layers"]],
                             rtol=1e-9, atol=0)
         a, b = got["totals"]["latency_ms"], want["totals"]["latency_ms"]
         test.assertLess(abs(a / b - 1), 0.01, f"{spec.name} {shape} {profile}: {a:.4f} vs {b:.4f} ms")

@@ -317,7 +317,7 @@ class ExportTest(tf.test.TestCase):
                 result = cost.estimate(model, profile)
                 self.assertEqual(result["totals"]["macs"], kerasnets.count_macs(model))
                 self.assertGreater(result["totals"]["latency_ms"], 0)
-                self.assertTrue(any(r["kind"] == "group_conv" for r in result["layers"]), profile)
+                self.assertTrue(any(r.kind == "group_conv" for r in result["layers"]), profile)
                 plan = partition.partition_for_profile(model, profile)
                 self.assertTrue(plan.npu_layers, profile)
                 if profile == "m55h":  # it runs grouped convs: the whole model on the NPU

@@ -115,17 +115,17 @@ class ChooseFormsTest(tf.test.TestCase):
                 "host_cpu": "native"}
         for name in profiles.list_profiles():
             profile = profiles.load_profile(name)
-            entry = profile.get("support.ops.group_conv")
+            entry = profile.support.ops.get("group_conv") if profile.is_npu else None
             f = train.choose_forms(5, {}, gpu=False, profile=profile)
             got = f["export"]["group_conv"]
             if name in want:
                 self.assertEqual(got, want[name], name)
             self.assertIn(name, f["export"]["reason"])
-            if entry and entry.get("forms"):
-                self.assertIn(got, entry["forms"], name)
+            if entry and entry.forms:
+                self.assertIn(got, entry.forms, name)
             self.assertEqual(f["training"]["group_conv"], "split")
         # A profile given as its dict works the same.
-        self.assertEqual(train.choose_forms(5, gpu=False, profile=profiles.load_profile("m55h").data)
+        self.assertEqual(train.choose_forms(5, gpu=False, profile=profiles.load_profile("m55h").to_dict())
                          ["export"]["group_conv"], "native")
 
     def test_no_grouped_convs(self):
