@@ -58,22 +58,21 @@ class QuantizeModelTest(tf.test.TestCase):
 
     def test_calibrated_ranges_are_the_float_networks(self):
         # tfmot starts every activation range at [-6, 6]; a short QAT leaves them there (measured in a job of
-        # 8 QAT steps: every ReLU6 range still [-5.95, 5.98]), and the int8 artifact then disagreed with its
-        # Keras QAT model on 31% of the test images. Calibrated ranges are the float model's own.
+        # 8 QAT steps: every ReLU6 range still [-5.95, 5.98]). Converted right after quantize_model, four of five
+        # trained job models scored int8 top-1 0.375-0.625 with those ranges and 0.94-1.0 with calibrated ones,
+        # which are the float model's own.
         model = kerasnets.get_model("mobilenet_v2_035", input_shape=(32, 32, 3), classes=3)
         x = _images(16)
         q = qat.quantize_model(model, calibration=x)
         ranges = {w.name.split(":")[0]: float(w.numpy()) for w in q.non_trainable_weights if w.shape.rank == 0}
-        def float_range(layer):
-            y = keras.Model(model.input, model.get_layer(layer).output).predict(x, verbose=0)
-            return min(float(y.min()), 0.0), max(float(y.max()), 0.0)
-        for layer in ("stage1_block0_relu6", "stage2_block1_add", "avg_pool"):
-            low, high = float_range(layer)
+        layers = ("stage1_block0_relu6", "stage2_block1_add", "avg_pool")
+        outputs = keras.Model(model.input, [model.get_layer(n).output for n in layers]).predict(x, verbose=0)
+        for layer, y in zip(layers, outputs):
             self.assertAllClose([ranges[f"quant_{layer}/output_min"], ranges[f"quant_{layer}/output_max"]],
-                                [low, high], rtol=1e-5, atol=1e-6)
+                                [min(float(y.min()), 0.0), max(float(y.max()), 0.0)], rtol=1e-5, atol=1e-6)
         self.assertEqual(ranges["quant_stage1_block0_relu6/output_min"], 0.0)  # not tfmot's -6
         self.assertLess(ranges["quant_stage1_block0_relu6/output_max"], 6.0)
-        pooled = keras.Model(model.input, model.get_layer("avg_pool").output).predict(x, verbose=0)
+        pooled = outputs[-1]
         kernel, bias = model.get_layer("predictions").get_weights()
         logits = pooled @ kernel + bias
         self.assertAllClose([ranges["quant_predictions/pre_activation_min"],
