@@ -6,6 +6,7 @@ the zoo runs one model of each structural kind in the fast tier and the rest onl
 suite, so both tiers still touch every block kind.
 """
 import contextlib
+import functools
 import importlib
 import io
 import json
@@ -29,6 +30,14 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 # One model per structural kind: group conv + shuffle + pools, RepGhost re-parameterization,
 # inverted residuals with SE + hard-swish (plain MobileNetV2 blocks run in most other fast tests).
 FAST_MODELS = ("shufflenet_v1_g3_x0_5", "repghostnet_050", "mobilenet_v3_small_100")
+
+
+@functools.lru_cache(maxsize=None)
+def shared_spec_coster(shape=(96, 96, 3), classes=10):
+    """One :class:`kerasnets.export.speccost.SpecCoster` per (shape, classes) for the whole test process:
+    the zoo sweeps of test_speccost and test_op_kinds build each block once between them."""
+    from kerasnets.export.speccost import SpecCoster
+    return SpecCoster(tuple(shape), classes=classes)
 
 
 def split_sweep(names, fast=FAST_MODELS):

@@ -11,7 +11,7 @@ from kerasnets.export.speccost import SpecCoster, estimate_spec
 from kerasnets.backend import tf
 from kerasnets.spec import Block, ModelSpec, Top
 from kerasnets.zoo import get_spec
-from tests.helpers import check_bad_call, split_sweep
+from tests.helpers import check_bad_call, shared_spec_coster, split_sweep
 
 PROFILES = ("m55h", "edgetpu_usb")
 
@@ -99,9 +99,9 @@ class ZooSweepTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.parameters(*_FAST)
     @pytest.mark.slow  # ~13 s; AgreementTest keeps zoo models in the fast tier
     def test_fast(self, name):
-        _agree(self, get_spec(name), (96, 96, 3), classes=10)
+        _agree(self, get_spec(name), (96, 96, 3), coster=shared_spec_coster((96, 96, 3), 10), classes=10)
 
     @parameterized.parameters(*_SLOW)
     @pytest.mark.slow
     def test_slow(self, name):
-        _agree(self, get_spec(name), (96, 96, 3), classes=10)
+        _agree(self, get_spec(name), (96, 96, 3), coster=shared_spec_coster((96, 96, 3), 10), classes=10)
