@@ -22,17 +22,20 @@ data:
 run: $(STAMP) data
 	$(VENV)/bin/kerasnets-run $(RUN_FLAGS)
 
-# One pytest process per test package: a single process over the whole suite accumulates
+# One pytest run per test package: a single process over the whole suite accumulates
 # converter and interpreter state, and once died in a native crash (SIGSEGV) inside the
 # TFLite converter late in the run (CI, 2026-11-30) on a test that passes alone and in reruns.
+# Each run spreads its test files over two worker processes (pytest-xdist; a file's tests stay
+# together, so class fixtures and shared caches keep working), one per core of the build machine.
 # Every package still runs; the target fails when any of them fails.
+XDIST := -n 2 --dist loadfile
 test: $(STAMP) data
 	@status=0; for pkg in $$(dirname tests/*/__init__.py); do \
-	  echo "== pytest $$pkg"; $(PY) -m pytest -q --durations=25 $$pkg || status=1; done; exit $$status
+	  echo "== pytest $$pkg"; $(PY) -m pytest -q $(XDIST) --durations=25 $$pkg || status=1; done; exit $$status
 
-# The fast tier: every module, no test marked slow; one process (under 5 minutes on 2 cores).
+# The fast tier: every module, no test marked slow (under 5 minutes on 2 cores).
 check: $(STAMP) data
-	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider tests
+	$(PY) -m pytest -q $(XDIST) -m "not slow" -p no:cacheprovider tests
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
