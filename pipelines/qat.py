@@ -245,6 +245,10 @@ def calibrate_ranges(qat_model, images, batch_size=32):
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
         raise ConfigError(f"calibration images have shape {images.shape}; pass a non-empty (N, H, W, C) batch.")
+    expected = tuple(qat_model.input_shape[1:])
+    if any(e is not None and e != g for e, g in zip(expected, images.shape[1:])):
+        raise ConfigError(f"calibration images are {images.shape[1:]} but the model takes {expected}; preprocess "
+                          "them to the model's input size.")
     seen = {}
     range_classes = (tfmot_quantizers.MovingAverageQuantizer, tfmot_quantizers.AllValuesQuantizer)
     original_calls = {cls: cls.__call__ for cls in range_classes}

@@ -82,6 +82,8 @@ class QuantizeModelTest(tf.test.TestCase):
         self.assertAllClose(float(input_min.numpy()), x.min(), atol=1e-6)
         with self.assertRaisesRegex(Exception, r"shape \(4, 32, 32\)"):
             qat.calibrate_ranges(q, x[..., 0][:4])
+        with self.assertRaisesRegex(Exception, r"\(24, 24, 3\) but the model takes \(32, 32, 3\)"):
+            qat.calibrate_ranges(q, x[:2, :24, :24])
 
     @pytest.mark.slow  # moved out of the fast tier (make check under 5 minutes)
     def test_depthwise_ranges_are_per_channel(self):
