@@ -650,38 +650,86 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
     return data
 
 
+# Parameter cache sizes the in-model context tries (MiB): a model whose parameters exceed the cache fetches the
+# bytes over it from memory every inference (measured on a 2-core AMD EPYC VM: float32 models of 14-22 MB of
+# parameters ran 15-40% slower than their kernels predict, models of up to 11 MB did not).
+PARAM_CACHE_MIB = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32)
+# A context model with the parameter-cache term replaces the plain one only when it predicts the networks, each
+# left out in turn, this much better (relative).
+PARAM_CACHE_GAIN = 0.9
+
+
+def _context_rows(data, networks, precision):
+    """Per network of ``precision``: ``(network, [kernel sum ms, ops, parameter MB])``."""
+    profile = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
+    rows = []
+    for net in networks:
+        if net["precision"] != precision:
+            continue
+        graph = cost.analyze(net["model"])
+        est = cost.estimate_graph(graph, profile, precision)
+        costed = [r for r in est["layers"] if r.placement == "cpu" and not r.free]
+        ops = sum(len(r.tflite_ops) if r.kind in ("batchnorm", "adaptive_pool") else 1 for r in costed)
+        params = sum(cost.cpu_features(graph.by_name[r.name], precision)["param_bytes"] for r in costed)
+        rows.append((net, [est["totals"]["cpu_ms"], ops, params / 1e6]))
+    return rows
+
+
+def _loo_error(x, target):
+    """Mean |relative error| of :func:`nnls_relative` on ``x`` predicting each row left out in turn."""
+    errors = []
+    for i in range(len(target)):
+        keep = np.arange(len(target)) != i
+        coef = nnls_relative(x[keep], target[keep])
+        errors.append(abs(float(x[i] @ coef) / target[i] - 1))
+    return float(np.mean(errors))
+
+
 def _fit_context(data, networks):
     """Fit each precision's in-model context on whole random networks, in place:
     ``measured - invoke overhead = context_factor * sum of kernel predictions +
     context_per_op_s * ops + context_per_param_byte_s * parameter bytes`` (weights that
     stay hot in the caches when a kernel runs alone are fetched again in a model), by
-    non-negative least squares on relative error."""
-    profile = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
-    for key in ("context_factor", "context_per_op_s", "context_per_param_byte_s"):
+    non-negative least squares on relative error; plus, where it predicts the networks left out
+    in turn clearly better (:data:`PARAM_CACHE_GAIN`), ``context_per_uncached_param_byte_s`` per
+    parameter byte over a cache of ``context_param_cache_bytes`` (the best of :data:`PARAM_CACHE_MIB`):
+    a model whose parameters do not fit the CPU's caches fetches them from memory each inference."""
+    keys = ("context_factor", "context_per_op_s", "context_per_param_byte_s", "context_param_cache_bytes",
+            "context_per_uncached_param_byte_s")
+    for key in keys:
+        data.pop(key, None)
+    for key in keys[:3]:
         data[key] = {}
     data["context_fit"] = []
+    plain = copy.deepcopy(data)
     for precision in data["predictors"]:
-        rows = []
-        for net in networks:
-            if net["precision"] != precision:
-                continue
-            graph = cost.analyze(net["model"])
-            est = cost.estimate_graph(graph, profile, precision)
-            costed = [r for r in est["layers"] if r.placement == "cpu" and not r.free]
-            ops = sum(len(r.tflite_ops) if r.kind in ("batchnorm", "adaptive_pool") else 1 for r in costed)
-            params = sum(cost.cpu_features(graph.by_name[r.name], precision)["param_bytes"] for r in costed)
-            rows.append((net, [est["totals"]["cpu_ms"], ops, params / 1e6]))
+        rows = _context_rows(plain, networks, precision)
         if len(rows) < 3:
             continue
         x = np.array([f for _, f in rows], float)
         target = np.maximum([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows],
                             1e-6)
-        factor, per_op_ms, per_mb_ms = nnls_relative(x, target)
+        best = (_loo_error(x, target), None, x)
+        if len(rows) >= 6:
+            for mib in PARAM_CACHE_MIB:
+                over = np.maximum(x[:, 2] - mib * 2**20 / 1e6, 0.0)[:, None]
+                if not over.any():
+                    continue
+                xc = np.hstack([x, over])
+                err = _loo_error(xc, target)
+                if err < PARAM_CACHE_GAIN * best[0] and (best[1] is None or err < best[0]):
+                    best = (err, mib, xc)
+        _, mib, xb = best
+        coef = nnls_relative(xb, target)
+        factor, per_op_ms, per_mb_ms = coef[:3]
         factor = factor if factor > 0 else 1.0
         data["context_factor"][precision] = float(factor)
         data["context_per_op_s"][precision] = float(per_op_ms) * 1e-3
         data["context_per_param_byte_s"][precision] = float(per_mb_ms) * 1e-9
-        for (net, f), pred in zip(rows, x @ [factor, per_op_ms, per_mb_ms]):
+        if mib is not None and coef[3] > 0:
+            data.setdefault("context_param_cache_bytes", {})[precision] = mib * 2**20
+            data.setdefault("context_per_uncached_param_byte_s", {})[precision] = float(coef[3]) * 1e-9
+        for (net, f), row, pred in zip(rows, xb, xb @ np.where(np.arange(len(coef)) == 0, factor, coef)):
             data["context_fit"].append({"network": net["name"], "input": net["input"], "precision": precision,
                                         "ops": f[1], "param_mb": f[2], "measured_ms": net["measured_ms"],
                                         "kernel_sum_ms": f[0],

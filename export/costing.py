@@ -494,8 +494,31 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
                 rows.append(_transfer_row(f"<to host: {name}>", _act_bytes([graph.by_name[name].out_shape],
                                                                            ELEMENT_BYTES[precision]),
                                           profile, 0.0, "model output back to the host"))
+    _charge_uncached_params(graph, rows, host, precision if not profile.is_npu else cpu_precision,
+                            1.0 if not profile.is_npu else speed)
     totals = _totals(graph, rows, profile, precision, cache, host, cpu_precision)
     return {"model": graph.name, "profile": profile.name, "precision": precision, "layers": rows, "totals": totals}
+
+
+def _charge_uncached_params(graph, rows, host, precision, speed_factor):
+    """Add, in place, what the CPU rows' parameters cost when together they exceed the host profile's
+    parameter cache (:meth:`~kerasnets.export.profiles.CpuProfile.uncached_params`): the bytes over it,
+    fetched from memory each inference, spread over the rows by their parameter bytes."""
+    uncached = host.uncached_params(precision)
+    cpu = [(r, _param_bytes(graph.by_name[r.name], precision)) for r in rows
+           if r.placement == "cpu" and not r.free and r.name in graph.by_name]
+    total = sum(b for _, b in cpu)
+    if not uncached or total <= uncached[0]:
+        return
+    cache_bytes, per_byte = uncached
+    share = (total - cache_bytes) / total
+    for r, b in cpu:
+        if b:
+            extra_ms = per_byte * b * share / speed_factor * 1e3
+            r.memory_ms += extra_ms
+            r.latency_ms += extra_ms
+            r.reason += (f", + {extra_ms * 1e3:.2g} us for parameters over the {cache_bytes / 2**20:.3g} MiB cache "
+                         f"({_fmt_count(total)}B in all)")
 
 
 def _totals(graph, rows, profile, precision, cache, host, cpu_precision):

@@ -21,7 +21,9 @@ Two kinds of profile exist:
   table correcting each predictor near measured kernels (``residuals``), and per precision
   an optional in-model context (``context_factor``, ``context_per_op_s`` and
   ``context_per_param_byte_s``: kernels inside a whole model against the same kernels
-  alone; see :mod:`kerasnets.export.calibrate`).
+  alone; ``context_param_cache_bytes`` and ``context_per_uncached_param_byte_s``: what each
+  parameter byte of a model whose parameters exceed that many bytes costs on top, spread over
+  its ops by their parameter bytes; see :mod:`kerasnets.export.calibrate`).
 
 A profile may name another in ``inherits``; the two are merged key by key (the child's
 values win) before validation. A malformed profile raises :class:`ProfileError`, whose
@@ -95,7 +97,8 @@ NPU_FIELDS = {
 CPU_FIELDS = {
     "": COMMON_FIELDS + ("threads", "measured_on", "invoke_overhead_s", "peak_macs_per_s", "predictors",
                          "residuals", "fit", "context_factor", "context_fit", "context_per_op_s",
-                         "context_per_param_byte_s", "calibration"),
+                         "context_per_param_byte_s", "context_param_cache_bytes",
+                         "context_per_uncached_param_byte_s", "calibration"),
     "invoke_overhead_s": PRECISIONS,
     "peak_macs_per_s": PRECISIONS,
     "predictors": PRECISIONS,
@@ -103,6 +106,8 @@ CPU_FIELDS = {
     "context_factor": PRECISIONS,
     "context_per_op_s": PRECISIONS,
     "context_per_param_byte_s": PRECISIONS,
+    "context_param_cache_bytes": PRECISIONS,
+    "context_per_uncached_param_byte_s": PRECISIONS,
 }
 RESIDUAL_FIELDS = ("points", "log_ratio", "scale", "bandwidth", "prior")
 
@@ -388,7 +393,8 @@ def validate(data, label="<profile>"):
                     c.number(f"predictors.{p}.{k}.{coef}")
             if p in (data.get("context_factor") or {}):
                 c.number(f"context_factor.{p}", low_open=True)
-            for key in ("context_per_op_s", "context_per_param_byte_s"):
+            for key in ("context_per_op_s", "context_per_param_byte_s", "context_param_cache_bytes",
+                        "context_per_uncached_param_byte_s"):
                 if p in (data.get(key) or {}):
                     c.number(f"{key}.{p}")
             for k, table in (data.get("residuals") or {}).get(p, {}).items():
@@ -685,6 +691,8 @@ class CpuProfile(Profile):
     context_fit: list = None
     context_per_op_s: dict = None
     context_per_param_byte_s: dict = None
+    context_param_cache_bytes: dict = None
+    context_per_uncached_param_byte_s: dict = None
     calibration: dict = None
 
     def default_precision(self):
@@ -703,6 +711,14 @@ class CpuProfile(Profile):
         """The in-model context at ``precision``: (factor, seconds per op, seconds per parameter byte)."""
         return ((self.context_factor or {}).get(precision, 1.0), (self.context_per_op_s or {}).get(precision, 0.0),
                 (self.context_per_param_byte_s or {}).get(precision, 0.0))
+
+    def uncached_params(self, precision):
+        """``(cache bytes, seconds per uncached parameter byte)`` at ``precision``, or None: a model whose
+        parameters exceed the cache pays that much per byte over it (fetched from memory each inference)."""
+        per_byte = (self.context_per_uncached_param_byte_s or {}).get(precision, 0.0)
+        if not per_byte:
+            return None
+        return (self.context_param_cache_bytes or {}).get(precision, 0.0), per_byte
 
     def host_cpu(self):
         """Itself at speed factor 1 (a CPU profile runs everything)."""

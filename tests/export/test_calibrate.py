@@ -58,6 +58,47 @@ class FitTest(tf.test.TestCase):
         self.assertAllClose(r2["totals"]["cpu_ms"], 1.3 * r["totals"]["cpu_ms"], rtol=1e-6)
         self.assertIn("in-model context", r2["layers"][-1].reason)
 
+    def test_parameters_over_the_cache_are_fitted_and_charged(self):
+        # Networks whose parameters exceed 2 MiB are measured slower by 1e-10 s per byte over it (as float32
+        # models whose weights do not fit this VM's caches are): the context fit finds that cache size and rate,
+        # and the estimate charges it to a large model only, spread over its layers by their parameter bytes.
+        samples = []
+        for precision in ("int8",):
+            for kind in ("conv", "add"):
+                for i in range(4):
+                    w, b = 1e6 * (i + 1), 1e5 * (i + 2)
+                    samples.append({"kind": kind, "precision": precision, "work": w, "bytes": b, "ops": 1,
+                                    "ms": (2e-6 + 3e-11 * w + 1e-10 * b) * 1e3})
+        plain = profiles.parse_profile(calibrate.fit_host_profile(samples, {"int8": 0.01}, name="c"), "'c'")
+
+        def net(units):
+            x = keras.Input((1024,))
+            return keras.Model(x, L.Dense(16)(L.Dense(units)(x)))
+
+        def over(model):
+            params = sum(cost.cpu_features(op, "int8")["param_bytes"] for op in cost.analyze(model).ops)
+            return max(params - 2 * 2**20, 0)
+
+        nets = []
+        for units in (300, 800, 1500, 2500, 4000, 6000, 8000):
+            model = net(units)
+            kernels = cost.estimate(model, plain, precision="int8")["totals"]["cpu_ms"]
+            nets.append({"model": model, "name": f"net{units}", "input": [1024], "precision": "int8",
+                         "measured_ms": kernels + 1e-10 * over(model) * 1e3 + 0.01})
+        data = calibrate.fit_host_profile(samples, {"int8": 0.01}, name="c", networks=nets)
+        self.assertEqual(data["context_param_cache_bytes"]["int8"], 2 * 2**20)
+        self.assertAllClose(data["context_per_uncached_param_byte_s"]["int8"], 1e-10, rtol=1e-3)
+        fitted = profiles.parse_profile(data, "'c'")
+        small, large = net(800), net(6000)
+        for model in (small, large):
+            before = cost.estimate(model, plain, precision="int8")
+            after = cost.estimate(model, fitted, precision="int8")
+            self.assertAllClose(after["totals"]["cpu_ms"], before["totals"]["cpu_ms"] + 1e-10 * over(model) * 1e3,
+                                rtol=1e-3)
+        rows = cost.estimate(large, fitted, precision="int8")["layers"]
+        self.assertTrue(any("over the 2 MiB cache" in r.reason for r in rows))
+        self.assertFalse(any("cache" in r.reason for r in cost.estimate(small, fitted, precision="int8")["layers"]))
+
     def test_compute_kernels_fit_per_byte_terms(self):
         # Enough conv samples get the input/output/parameter-byte terms; the fit recovers them.
         rng = np.random.default_rng(1)
