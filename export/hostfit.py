@@ -22,7 +22,8 @@ full fit (``kerasnets-estimate --calibrate``, :mod:`kerasnets.export.calibrate`)
   per precision fitted on the whole networks (:func:`context_scale`).
 
 :func:`host_profile` is what ``kerasnets-run`` uses: the ``host_cpu`` profile as found when it
-was fitted on this CPU, with these threads and this LiteRT; otherwise a quick calibration,
+was fitted on this CPU, with these threads and this LiteRT; otherwise a full fit shipped for this CPU
+(:data:`SHIPPED_HOSTS_DIR`); otherwise a quick calibration,
 run once and cached in :func:`cache_dir` under a name keyed by CPU model, threads and LiteRT
 version (:func:`cache_path`). The profile is written atomically at the end, so an
 interrupted calibration leaves nothing behind.
@@ -68,7 +69,10 @@ CROSS_SOURCE_GAIN = 0.7
 # cost, and the rest (per-byte, per-pixel and per-group terms).
 TERM_GROUPS = ("mac", "fixed", "rest")
 L = keras.layers
-CONTEXT_KEYS = ("context_factor", "context_per_op_s", "context_per_param_byte_s")
+# The in-model context terms: the factor on the kernels, and the absolute ones (seconds per op or byte) that the
+# quick calibration scales together; the parameter cache size is kept as fitted.
+ABSOLUTE_CONTEXT_KEYS = ("context_per_op_s", "context_per_param_byte_s", "context_per_uncached_param_byte_s")
+CONTEXT_KEYS = ("context_factor",) + ABSOLUTE_CONTEXT_KEYS + ("context_param_cache_bytes",)
 
 
 # ------------------------------------------------------------ what is timed ----
@@ -362,7 +366,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
     before = _network_predictions(base.raw, networks, f"{base.name!r}")
     scaled = _network_predictions(data, networks, "'quick calibration'")
     kernel_only = copy.deepcopy(data)
-    for key in ("context_per_op_s", "context_per_param_byte_s"):
+    for key in ABSOLUTE_CONTEXT_KEYS:
         kernel_only.pop(key, None)
     kernel_part = _network_predictions(kernel_only, networks, "'quick calibration'")
     factors = {}
@@ -374,7 +378,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
         factor, absolute = context_scale(rows)
         factors[precision] = {"factor": factor, "per_op_and_param_byte": absolute}
         data.setdefault("context_factor", {})[precision] = data.get("context_factor", {}).get(precision, 1.0) * factor
-        for key in ("context_per_op_s", "context_per_param_byte_s"):
+        for key in ABSOLUTE_CONTEXT_KEYS:
             if precision in data.get(key, {}):
                 data[key][precision] *= absolute
     after = _network_predictions(data, networks, "'quick calibration'")
@@ -412,6 +416,21 @@ def _base_profile(base):
 
 
 SHIPPED_HOST_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles", "host_cpu.json")
+# Full fits (kerasnets-estimate --calibrate) shipped for CPUs we build on: one per CPU model, thread count and LiteRT
+# version, chosen by host_profile when the host_cpu profile found was fitted elsewhere.
+SHIPPED_HOSTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles", "hosts")
+
+
+def shipped_host_profile(here):
+    """The shipped full fit for ``here`` (:func:`identity`) in :data:`SHIPPED_HOSTS_DIR`, or None."""
+    if not os.path.isdir(SHIPPED_HOSTS_DIR):
+        return None
+    for name in sorted(os.listdir(SHIPPED_HOSTS_DIR)):
+        if name.endswith(".json"):
+            profile = load_profile(os.path.join(SHIPPED_HOSTS_DIR, name))
+            if (profile.measured_on or {}).get("processor") and not profile_mismatches(profile, here):
+                return profile
+    return None
 
 
 def quick_calibrate(base=None, threads=1, precisions=("int8", "float32"), rounds=15, kernels=None, networks=None,
@@ -500,7 +519,8 @@ def host_profile(threads=1, allow_calibration=True, log=None, folder=None, base=
     """The host-CPU profile to estimate this machine with, as a :class:`HostProfile`.
 
     ``base`` (default ``host_cpu`` as the loader finds it) when it was fitted on this CPU with
-    ``threads`` and this LiteRT version; else the quick calibration cached for this machine in
+    ``threads`` and this LiteRT version; else (for the default base) a full fit shipped for this CPU
+    (:func:`shipped_host_profile`); else the quick calibration cached for this machine in
     ``folder`` (default :func:`cache_dir`); else, with ``calibrate``, a quick calibration run
     now (:func:`quick_calibrate`, one or two minutes) and cached. Without ``allow_calibration``, or when
     the cache folder is not writable, ``base`` itself, with a message saying so. Every
@@ -513,6 +533,12 @@ def host_profile(threads=1, allow_calibration=True, log=None, folder=None, base=
     if not diffs:
         return HostProfile(profile, "as found", profile.path)
     messages = [describe_mismatches(profile, diffs)]
+    shipped = shipped_host_profile(here) if base == "host_cpu" else None
+    if shipped is not None:
+        messages.append(f"estimating with the full fit shipped for this CPU, {shipped.path}")
+        for m in messages:
+            say(m)
+        return HostProfile(shipped, "shipped for this CPU", shipped.path, messages)
     path = cache_path(here, folder)
     cached = _read_cache(path, here, messages)
     if cached is not None:

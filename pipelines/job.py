@@ -468,7 +468,8 @@ def _estimate(run):
     by_form = {}
     out = {}
     # The host CPU is estimated with a profile for this machine: host_cpu as found when it was fitted on this CPU
-    # with these threads and this LiteRT, else a quick calibration (cached per machine; export.hostfit).
+    # with these threads and this LiteRT, else a full fit shipped for this CPU, else a quick calibration (cached per
+    # machine; export.hostfit).
     host = hostfit.host_profile(threads=run.config.threads, allow_calibration=run.calibrate_host,
                                 log=lambda m: run.log(f"  host_cpu: {m}"))
     for name in profiles.list_profiles():

@@ -225,6 +225,37 @@ class QuickCalibrationTest(tf.test.TestCase):
             same = hostfit.host_profile(threads=1, folder=folder, base=profiles.parse_profile(data, "'here'"))
         self.assertEqual((same.source, same.messages, measure.calls), ("as found", [], 2))
 
+    def test_shipped_full_fits_are_valid_and_say_what_they_were_fitted_on(self):
+        names = [n for n in os.listdir(hostfit.SHIPPED_HOSTS_DIR) if n.endswith(".json")]
+        self.assertTrue(names)
+        for name in names:
+            prof = profiles.load_profile(os.path.join(hostfit.SHIPPED_HOSTS_DIR, name))
+            self.assertEqual((prof.name, prof.kind), ("host_cpu", "cpu"))
+            here = {"processor": prof.measured_on["processor"], "threads": prof.threads,
+                    "litert": prof.measured_on["litert"]}
+            self.assertEqual(name, os.path.basename(hostfit.cache_path(here, "x")))  # named as the cache names it
+            self.assertEqual(sorted(prof.predictors), ["float32", "int8"])
+
+    def test_a_full_fit_shipped_for_this_cpu_is_used_without_measuring(self):
+        shipped = self.get_temp_dir()
+        here = hostfit.identity(1)
+        data = _base().to_dict()
+        for name, processor in (("a_other.json", "Yet Another CPU"), ("b_here.json", here["processor"])):
+            data["measured_on"] = dict(data["measured_on"], processor=processor, litert=here["litert"])
+            with open(os.path.join(shipped, name), "w") as f:
+                json.dump(data, f)
+        measure = CountingMeasure(_base())
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(hostfit, "measure_quick", measure)
+            mp.setattr(hostfit, "SHIPPED_HOSTS_DIR", shipped)
+            mp.setattr(hostfit, "load_profile", lambda p: _base() if p == "host_cpu" else profiles.load_profile(p))
+            choice = hostfit.host_profile(threads=1, folder=self.get_temp_dir())
+            other_threads = hostfit.host_profile(threads=2, allow_calibration=False, folder=self.get_temp_dir())
+        self.assertEqual((choice.source, measure.calls), ("shipped for this CPU", 0))
+        self.assertEqual(choice.path, os.path.join(shipped, "b_here.json"))
+        self.assertIn("full fit shipped for this CPU", choice.messages[-1])
+        self.assertEqual(other_threads.source, "as found")  # fitted with 1 thread: not this machine's at 2
+
     def test_unwritable_cache_folder_estimates_with_the_profile_as_found(self):
         blocker = os.path.join(self.get_temp_dir(), "a_file")
         with open(blocker, "w") as f:
