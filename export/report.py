@@ -159,6 +159,11 @@ def render_markdown(summary):
         lines += ["", "Host CPU estimate against the measurement above: " + ", ".join(
             f"{v['precision']} {v['latency_ms']:.3f} ms estimated vs {s['host_latency_ms'][v['precision']]:.3f} ms "
             "measured" for v in host.values() if v["precision"] in s["host_latency_ms"]) + "."]
+        builtin = [k for k in ("float32", "int8") if bench.get(k, {}).get("kernels") == "builtin"]
+        if builtin:
+            lines += ["", f"The {' and '.join(builtin)} measurement ran on LiteRT's builtin kernels (its XNNPACK delegate "
+                      "refused the model), not the XNNPACK kernels the host_cpu profile models: that comparison does "
+                      "not apply."]
         fitted = {v.get("fitted_on") for v in host.values()} - {None}
         if fitted and bench["cpu"] not in fitted:
             lines += ["", f"Note: the host_cpu profile was fitted on {', '.join(sorted(map(str, fitted)))}, not on this "

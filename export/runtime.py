@@ -266,11 +266,12 @@ def make_interpreter(content, threads=1):
     LiteRT applies its XNNPACK delegate by default; on some int8 graphs (e.g. a model trained
     so little that a layer's range collapses) XNNPACK refuses to prepare. Such a model still
     runs on LiteRT's builtin kernels, so it is loaded without the default delegate instead,
-    with a warning (timings then describe the builtin kernels).
+    with a warning (timings then describe the builtin kernels; :func:`kernels_of` tells which).
     """
     try:
         interpreter = Interpreter(model_content=content, num_threads=int(threads))
         interpreter.allocate_tensors()
+        interpreter.kerasnets_kernels = "xnnpack"
         return interpreter
     except RuntimeError as e:
         if not _is_delegate_failure(e):
@@ -280,7 +281,14 @@ def make_interpreter(content, threads=1):
     interpreter = Interpreter(model_content=content, num_threads=int(threads),
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
+    interpreter.kerasnets_kernels = "builtin"  # what timings of it describe (see kernels_of)
     return interpreter
+
+
+def kernels_of(interpreter):
+    """Which kernels an interpreter of :func:`make_interpreter` runs: ``"xnnpack"`` (LiteRT's default
+    delegate, what the host_cpu profiles model) or ``"builtin"`` (XNNPACK refused the model)."""
+    return getattr(interpreter, "kerasnets_kernels", "xnnpack")
 
 
 def load_interpreter(artifact, threads=1, probe=True, check_manifest=True):
@@ -439,7 +447,7 @@ def timing_stats(times_ms):
 def _summary(timer, label):
     ops = collections.Counter(_parse(timer.content, label))
     return {"model": label, **timing_stats(timer.times), "size_bytes": len(timer.content), "ops": sum(ops.values()),
-            "op_counts": dict(ops)}
+            "op_counts": dict(ops), "kernels": kernels_of(timer.interpreter)}
 
 
 def time_function(fn, runs=50, warmup=5):

@@ -453,7 +453,7 @@ def _benchmark(run):
     runner = partition.ChainedRunner(run.path("partitioned"), threads=c.threads)
     image = run.test_images()[0][:1]
     chained = runtime.time_function(lambda: runner(image), runs=c.bench_runs, warmup=5)
-    out = {mode: {k: timed[mode][k] for k in ("median_ms", "p90_ms", "mean_ms", "runs", "size_bytes", "ops")}
+    out = {mode: {k: timed[mode][k] for k in ("median_ms", "p90_ms", "mean_ms", "runs", "size_bytes", "ops", "kernels")}
            for mode in paths}
     out["partitioned"] = dict(chained, note="both parts run on the host CPU in LiteRT, with the host's "
                                             "quantize/dequantize at the boundary")

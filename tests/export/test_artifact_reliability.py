@@ -274,6 +274,12 @@ class TrialRunTest(unittest.TestCase):
         self.assertEqual(created, [None, runtime.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES])
         _run(interpreter, np.random.default_rng(0))
         self.assertEqual(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).shape, (1, 10))
+        # Timings say which kernels they describe (the host_cpu profiles model XNNPACK's).
+        self.assertEqual(runtime.kernels_of(interpreter), "builtin")
+        self.assertEqual(runtime.kernels_of(runtime.load_interpreter(content, probe=False)), "xnnpack")
+        with unittest.mock.patch.object(runtime, "Interpreter", refusing), self.assertLogs("kerasnets", "WARNING"):
+            timed = runtime.compare({"int8": content}, runs=2, warmup=0)
+        self.assertEqual(timed["int8"]["kernels"], "builtin")
 
 # The zygote: imports the library once, then for each JSON command on stdin forks a child that
 # runs it, prints "pid N", waits for the child and prints "reaped N STATUS". Children print
