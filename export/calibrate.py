@@ -651,8 +651,8 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
 
 
 # Parameter cache sizes the in-model context tries (MiB): a model whose parameters exceed the cache fetches the
-# bytes over it from memory every inference (measured on a 2-core AMD EPYC VM: float32 models of 14-22 MB of
-# parameters ran 15-40% slower than their kernels predict, models of up to 11 MB did not).
+# bytes over it from memory every inference (measured on a 2-core AMD EPYC VM: zoo float32 models of 14-22 MB of
+# parameters ran 8-42% slower than the sum of their kernels' predictions, those of 7-11 MB 0-17%).
 PARAM_CACHE_MIB = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32)
 # A context model with the parameter-cache term replaces the plain one only when it predicts the networks, each
 # left out in turn, this much better (relative).
