@@ -709,7 +709,8 @@ def _fit_context(data, networks):
         x = np.array([f for _, f in rows], float)
         target = np.maximum([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows],
                             1e-6)
-        best = (_loo_error(x, target), None, x)
+        plain_err = _loo_error(x, target)
+        best = (plain_err, None, x)
         if len(rows) >= 6:
             for mib in PARAM_CACHE_MIB:
                 over = np.maximum(x[:, 2] - mib * 2**20 / 1e6, 0.0)[:, None]
@@ -717,7 +718,7 @@ def _fit_context(data, networks):
                     continue
                 xc = np.hstack([x, over])
                 err = _loo_error(xc, target)
-                if err < PARAM_CACHE_GAIN * best[0] and (best[1] is None or err < best[0]):
+                if err < PARAM_CACHE_GAIN * plain_err and err < best[0]:
                     best = (err, mib, xc)
         _, mib, xb = best
         coef = nnls_relative(xb, target)
@@ -729,7 +730,7 @@ def _fit_context(data, networks):
         if mib is not None and coef[3] > 0:
             data.setdefault("context_param_cache_bytes", {})[precision] = mib * 2**20
             data.setdefault("context_per_uncached_param_byte_s", {})[precision] = float(coef[3]) * 1e-9
-        for (net, f), row, pred in zip(rows, xb, xb @ np.where(np.arange(len(coef)) == 0, factor, coef)):
+        for (net, f), pred in zip(rows, xb @ np.where(np.arange(len(coef)) == 0, factor, coef)):
             data["context_fit"].append({"network": net["name"], "input": net["input"], "precision": precision,
                                         "ops": f[1], "param_mb": f[2], "measured_ms": net["measured_ms"],
                                         "kernel_sum_ms": f[0],
