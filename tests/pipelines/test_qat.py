@@ -54,7 +54,12 @@ class QuantizeModelTest(tf.test.TestCase):
         slices = tf.split(layer.kernel, layer.groups, axis=-1)
         fq = qat.fake_quantize_kernel(slices[0]).numpy()
         steps = np.abs(slices[0].numpy()).max(axis=(0, 1, 2)) / 127
-        self.assertAllClose(fq, np.round(slices[0].numpy() / steps) * steps, atol=1e-6)
+        ratio = slices[0].numpy() / steps
+        diff = np.abs(fq - np.round(ratio) * steps)
+        # A weight on a rounding tie (x.5 steps, to float32 precision) may round either way: TF's fake quant
+        # rounds half up, numpy half to even (seen once in CI: 1 of 576 weights, one step apart).
+        tie = np.abs(np.abs(ratio - np.floor(ratio)) - 0.5) < 1e-3
+        self.assertTrue(np.all((diff <= 1e-6) | (tie & (diff <= steps * 1.001))), diff.max())
 
     def test_calibrated_ranges_are_the_float_networks(self):
         # tfmot starts every activation range at [-6, 6]; a short QAT leaves them there (measured in a job of

@@ -91,21 +91,40 @@ class DistributionTest(tf.test.TestCase):
         self.assertEqual(result["replicas"], 2)
         self.assertTrue(np.isfinite(result["val_loss"]))
 
-    @pytest.mark.slow
-    def test_multi_worker_two_local_processes(self):
+    def _two_workers(self, out, timeout):
+        """Run the two-worker child on fresh local ports: ``(procs, outputs)``, or None when it hangs (both
+        workers are then killed, not left behind)."""
         ports = []
         for _ in range(2):
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 ports.append(s.getsockname()[1])
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-        out = self.get_temp_dir()
         procs = [subprocess.Popen([sys.executable, CHILD, "multi_worker", out], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True,
                                   env=_env(TF_CONFIG=json.dumps({"cluster": cluster,
                                                                  "task": {"type": "worker", "index": i}})))
                  for i in range(2)]
-        outputs = [p.communicate(timeout=500) for p in procs]
+        try:
+            return procs, [p.communicate(timeout=timeout) for p in procs]
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+                p.communicate()
+            return None
+
+    @pytest.mark.slow
+    def test_multi_worker_two_local_processes(self):
+        # Alone it takes about 55 s. Once in CI (2026-12-03) both workers hung, alive and silent, until the
+        # 500 s timeout, and were left running; a hang is now killed and the pair started once more on
+        # fresh ports, so a second hang still fails the test.
+        for attempt in range(2):
+            out = os.path.join(self.get_temp_dir(), f"attempt{attempt}")
+            ran = self._two_workers(out, timeout=300)
+            if ran is not None:
+                break
+        self.assertIsNotNone(ran, "the two workers hung twice (300 s each)")
+        procs, outputs = ran
         for p, (stdout, stderr) in zip(procs, outputs):
             self.assertEqual(p.returncode, 0, stderr[-3000:])
         results = [_result(stdout) for stdout, _ in outputs]
