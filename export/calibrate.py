@@ -42,7 +42,7 @@ import numpy as np
 import kerasnets
 from kerasnets.export import cost, litert_timing, partition, tflite
 from kerasnets.export.placement import place
-from kerasnets.export.profiles import load_profile, parse_profile
+from kerasnets.export.profiles import CPU_CONTEXT_KEYS, load_profile, parse_profile
 from kerasnets import layers as kl
 from kerasnets.backend import keras
 from kerasnets.builder import build_model
@@ -659,9 +659,9 @@ PARAM_CACHE_MIB = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32)
 PARAM_CACHE_GAIN = 0.9
 
 
-def _context_rows(data, networks, precision):
-    """Per network of ``precision``: ``(network, [kernel sum ms, ops, parameter MB])``."""
-    profile = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
+def _context_rows(profile, networks, precision):
+    """Per network of ``precision``: ``(network, [kernel sum ms, ops, parameter MB])`` with ``profile``
+    (a profile without in-model context)."""
     rows = []
     for net in networks:
         if net["precision"] != precision:
@@ -694,14 +694,12 @@ def _fit_context(data, networks):
     in turn clearly better (:data:`PARAM_CACHE_GAIN`), ``context_per_uncached_param_byte_s`` per
     parameter byte over a cache of ``context_param_cache_bytes`` (the best of :data:`PARAM_CACHE_MIB`):
     a model whose parameters do not fit the CPU's caches fetches them from memory each inference."""
-    keys = ("context_factor", "context_per_op_s", "context_per_param_byte_s", "context_param_cache_bytes",
-            "context_per_uncached_param_byte_s")
-    for key in keys:
+    for key in CPU_CONTEXT_KEYS:
         data.pop(key, None)
-    for key in keys[:3]:
+    for key in CPU_CONTEXT_KEYS[:3]:
         data[key] = {}
     data["context_fit"] = []
-    plain = copy.deepcopy(data)
+    plain = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
     for precision in data["predictors"]:
         rows = _context_rows(plain, networks, precision)
         if len(rows) < 3:

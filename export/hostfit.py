@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from kerasnets.export import calibrate, cost
-from kerasnets.export.profiles import ProfileError, load_profile, parse_profile
+from kerasnets.export.profiles import CPU_CONTEXT_KEYS, ProfileError, load_profile, parse_profile
 from kerasnets.backend import keras
 from kerasnets.errors import PathError, UsageError
 from kerasnets.host import cpu_name, litert_version, machine
@@ -69,10 +69,9 @@ CROSS_SOURCE_GAIN = 0.7
 # cost, and the rest (per-byte, per-pixel and per-group terms).
 TERM_GROUPS = ("mac", "fixed", "rest")
 L = keras.layers
-# The in-model context terms: the factor on the kernels, and the absolute ones (seconds per op or byte) that the
-# quick calibration scales together; the parameter cache size is kept as fitted.
-ABSOLUTE_CONTEXT_KEYS = ("context_per_op_s", "context_per_param_byte_s", "context_per_uncached_param_byte_s")
-CONTEXT_KEYS = ("context_factor",) + ABSOLUTE_CONTEXT_KEYS + ("context_param_cache_bytes",)
+# The in-model context terms in seconds per op or byte, which the quick calibration scales together (the factor
+# on the kernels is scaled apart, the parameter cache size kept as fitted).
+ABSOLUTE_CONTEXT_KEYS = CPU_CONTEXT_KEYS[1:4]
 
 
 # ------------------------------------------------------------ what is timed ----
@@ -294,7 +293,7 @@ def context_scale(rows):
 
 def _without_context(data):
     out = copy.deepcopy(data)
-    for key in CONTEXT_KEYS:
+    for key in CPU_CONTEXT_KEYS:
         out.pop(key, None)
     return out
 

@@ -94,20 +94,18 @@ NPU_FIELDS = {
     "retarget": ("rules",),
     "retarget.rules": tuple(RETARGET_RULES),
 }
+# A CPU profile's in-model context, each keyed by precision: the factor on the kernels, then the terms in seconds
+# per op, per parameter byte and per parameter byte over the parameter cache, and that cache's size in bytes.
+CPU_CONTEXT_KEYS = ("context_factor", "context_per_op_s", "context_per_param_byte_s",
+                    "context_per_uncached_param_byte_s", "context_param_cache_bytes")
 CPU_FIELDS = {
     "": COMMON_FIELDS + ("threads", "measured_on", "invoke_overhead_s", "peak_macs_per_s", "predictors",
-                         "residuals", "fit", "context_factor", "context_fit", "context_per_op_s",
-                         "context_per_param_byte_s", "context_param_cache_bytes",
-                         "context_per_uncached_param_byte_s", "calibration"),
+                         "residuals", "fit", "context_fit", "calibration") + CPU_CONTEXT_KEYS,
     "invoke_overhead_s": PRECISIONS,
     "peak_macs_per_s": PRECISIONS,
     "predictors": PRECISIONS,
     "residuals": PRECISIONS,
-    "context_factor": PRECISIONS,
-    "context_per_op_s": PRECISIONS,
-    "context_per_param_byte_s": PRECISIONS,
-    "context_param_cache_bytes": PRECISIONS,
-    "context_per_uncached_param_byte_s": PRECISIONS,
+    **{key: PRECISIONS for key in CPU_CONTEXT_KEYS},
 }
 RESIDUAL_FIELDS = ("points", "log_ratio", "scale", "bandwidth", "prior")
 
@@ -393,8 +391,7 @@ def validate(data, label="<profile>"):
                     c.number(f"predictors.{p}.{k}.{coef}")
             if p in (data.get("context_factor") or {}):
                 c.number(f"context_factor.{p}", low_open=True)
-            for key in ("context_per_op_s", "context_per_param_byte_s", "context_param_cache_bytes",
-                        "context_per_uncached_param_byte_s"):
+            for key in CPU_CONTEXT_KEYS[1:]:
                 if p in (data.get(key) or {}):
                     c.number(f"{key}.{p}")
             for k, table in (data.get("residuals") or {}).get(p, {}).items():
