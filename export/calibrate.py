@@ -9,7 +9,8 @@
   activations, softmax, reshape), random draws of the compute kinds, and every distinct
   kernel of random networks built from the zoo's blocks (:func:`network_models`;
   nn-Meter samples its kernels from real architectures the same way), plus those whole
-  networks. Everything is timed in interleaved rounds, taking the 10th percentile of
+  networks, and the parameter-cache probe (:func:`param_cache_probes`: chains of dense layers
+  of 2-48 MiB of parameters). Everything is timed in interleaved rounds, taking the 10th percentile of
   window medians (:func:`kerasnets.export.litert_timing.time_interleaved`): on this shared VM a
   single stretch of timing can land in a slow period and read up to 2x.
 * :func:`fit_host_profile` fits one predictor per kernel kind and precision,
@@ -17,8 +18,10 @@
   channel_align) + per-byte and per-output-pixel terms (+ per group and per group-pixel
   for grouped convs)``,
   by non-negative least squares on relative error; a kernel-regression table corrects each
-  near the measured kernels; and the whole networks fit the in-model context (a factor,
-  a per-op and a per-parameter-byte term: kernels in a model are slower than alone).
+  near the measured kernels; the probe gives the parameter-cache curve (:func:`fit_param_cache`:
+  what a model pays on top when its parameters do not fit the caches); and the whole networks
+  fit the in-model context (a factor, a per-op and a per-parameter-byte term: kernels in a
+  model are slower than alone).
 * :func:`validate_host_profile` converts zoo models at two resolutions in int8 and
   float32 and an anchor (mobilenet_v2_100 at 224x224), measures them all in LiteRT in the
   same way, in one run, and compares with the estimate (:func:`summarize_validation`):
@@ -429,6 +432,31 @@ def _sum_features(ops, precision):
     return total
 
 
+# The parameter-cache probe (:func:`param_cache_probes`): chains of square dense layers of 1 MiB of parameters
+# each at every precision, this many MiB in all. A model's parameters are read once per inference, so a chain that
+# fits the caches runs at the in-cache rate per byte and one that does not fetches the bytes over it from memory
+# (measured on a 2-core AMD EPYC VM, float32: 21 us/MiB up to 12 MiB, 50-100 us/MiB from 24 MiB on, the
+# memory-bound rate drifting with the neighbours' load).
+PARAM_CACHE_PROBE_MIB = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32, 48)
+PARAM_CACHE_PROBE_KIND = "param_cache"
+
+
+def param_cache_probes(precisions=("int8", "float32"), sizes_mib=PARAM_CACHE_PROBE_MIB):
+    """The parameter-cache probe models: ``[(precision, model)]``, for each precision one chain of
+    1 MiB dense layers per size in ``sizes_mib`` (float32 512x512, int8 1024x1024)."""
+    check_precisions(precisions)
+    probes = []
+    for precision in precisions:
+        width = 512 if precision == "float32" else 1024
+        for mib in sizes_mib:
+            x = keras.Input((width,), name="input")
+            y = x
+            for i in range(max(1, int(mib))):
+                y = L.Dense(width, name=f"dense{i}")(y)
+            probes.append((precision, keras.Model(x, y, name=f"param_cache_{mib}mib_{precision}")))
+    return probes
+
+
 def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, rounds=15, samples=8, networks=16,
                         seed=0, log=None):
     """Time kernels and random networks in LiteRT: the kernels of :func:`kernel_specs`, the
@@ -443,6 +471,8 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
     ``out_bytes``, ``param_bytes``, ``groups``) and ``ms`` (steady invoke time minus that
     of a one-op model, LiteRT's per-invoke overhead); the overhead per precision; and one
     dict per (network, precision) with the Keras ``model`` and its steady ``measured_ms``.
+    Unless ``quick``, the samples also hold the parameter-cache probe (:func:`param_cache_probes`),
+    with ``kind`` ``"param_cache"``.
     """
     check_precisions(precisions)
     for name, value, low in (("threads", threads, 1), ("rounds", rounds, 1), ("samples", samples, 1),
@@ -453,18 +483,29 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
     kernels = [(kind, kernel_model(shape, body, i)) for i, (kind, shape, body) in enumerate(specs)]
     for net in nets:
         kernels += [("network", sub) for sub, _ in network_kernels(net)]
-    return time_kernels(kernels, nets, precisions, threads=threads, rounds=rounds, log=log)
+    probes = () if quick else param_cache_probes(precisions)
+    return time_kernels(kernels, nets, precisions, threads=threads, rounds=rounds, log=log, probes=probes)
 
 
-def time_kernels(kernels, nets, precisions=("int8", "float32"), threads=1, rounds=15, log=None):
-    """Convert, load and time ``kernels`` (``(kind, Keras model)`` pairs) and whole networks
-    ``nets`` (Keras models with a ``kerasnets_spec``) in LiteRT, all interleaved in one run.
+def time_kernels(kernels, nets, precisions=("int8", "float32"), threads=1, rounds=15, log=None, probes=()):
+    """Convert, load and time ``kernels`` (``(kind, Keras model)`` pairs), whole networks
+    ``nets`` (Keras models with a ``kerasnets_spec``) and ``probes`` (``(precision, Keras model)``
+    pairs, see :func:`param_cache_probes`) in LiteRT, all interleaved in one run.
 
     Returns ``(samples, overhead, networks)`` as :func:`run_microbenchmarks` describes; each
-    sample also records ``kernel``, the index of its model in ``kernels``.
+    kernel sample also records ``kernel``, the index of its model in ``kernels``; each probe one
+    is a sample of kind ``"param_cache"`` with its ``param_bytes`` and ``ms``.
     """
     check_precisions(precisions)
     interpreters, meta = {}, {}
+    for j, (precision, model) in enumerate(probes):
+        ops = [op for op in cost.analyze(model).ops if not op.is_free]
+        interpreters[("probe", j)] = litert_timing.load(_convert(model, precision, calibration=1), threads)
+        meta[("probe", j)] = dict(kind=PARAM_CACHE_PROBE_KIND, spec_kind=PARAM_CACHE_PROBE_KIND, precision=precision,
+                                  input=list(model.input_shape[1:]), ops=len(ops), kernel=-1,
+                                  **_sum_features(ops, precision))
+    if log and probes:
+        log(f"converted {len(probes)} parameter-cache probes")
     for precision in precisions:
         interpreters[("overhead", precision)] = litert_timing.load(_convert(_empty_model(), precision), threads)
     for i, (kind, model) in enumerate(kernels):
@@ -597,6 +638,10 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
     peak = {}
     fit_report = {}
     residuals = {}
+    probes = [s for s in samples if s.get("kind") == PARAM_CACHE_PROBE_KIND]
+    samples = [s for s in samples if s.get("kind") != PARAM_CACHE_PROBE_KIND]
+    if not samples:
+        raise UsageError("samples hold no kernel timings, only parameter-cache probes; measure again.")
     for precision in sorted({s["precision"] for s in samples}):
         predictors[precision] = {}
         rows = [s for s in samples if s["precision"] == precision]
@@ -645,18 +690,48 @@ def fit_host_profile(samples, overhead, threads=1, name="host_cpu", networks=Non
         "threads": int(threads), "invoke_overhead_s": {p: v * 1e-3 for p, v in overhead.items()},
         "peak_macs_per_s": peak, "predictors": predictors, "residuals": residuals, "fit": fit_report,
     }
+    curves = fit_param_cache(probes)
+    if curves:
+        data["context_param_cache_curve"] = curves
     if networks:
         _fit_context(data, networks)
     return data
 
 
-# Parameter cache sizes the in-model context tries (MiB): a model whose parameters exceed the cache fetches the
-# bytes over it from memory every inference (measured on a 2-core AMD EPYC VM: zoo float32 models of 14-22 MB of
-# parameters ran 8-42% slower than the sum of their kernels' predictions, those of 7-11 MB 0-17%).
-PARAM_CACHE_MIB = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32)
-# A context model with the parameter-cache term replaces the plain one only when it predicts the networks, each
-# left out in turn, this much better (relative).
-PARAM_CACHE_GAIN = 0.9
+# The parameter-cache fit: the in-cache rate is the line through this many smallest probes; a probe is over the
+# caches where it runs more than PARAM_CACHE_NOISE (relative) above that line.
+PARAM_CACHE_BASE_POINTS = 3
+PARAM_CACHE_NOISE = 0.1
+
+
+def fit_param_cache(probes):
+    """Per precision, the parameter-cache curve the probe samples (kind ``"param_cache"``, see
+    :func:`param_cache_probes`) measure: ``[[bytes, seconds], ...]``, what a chain of that many
+    parameter bytes costs over the line through the smallest ones (the in-cache rate), from the
+    last size that fits on. A precision whose probes all fit (or with too few) gets no curve."""
+    curves = {}
+    for precision in sorted({s["precision"] for s in probes}):
+        pts = sorted((float(s["param_bytes"]), float(s["ms"]) * 1e-3) for s in probes if s["precision"] == precision)
+        if len(pts) < PARAM_CACHE_BASE_POINTS + 1:
+            continue
+        x = np.array([b for b, _ in pts])
+        t = np.array([v for _, v in pts])
+        slope, intercept = np.polyfit(x[:PARAM_CACHE_BASE_POINTS], t[:PARAM_CACHE_BASE_POINTS], 1)
+        base = intercept + max(slope, 0.0) * x
+        extra = np.maximum.accumulate(np.where(t > (1 + PARAM_CACHE_NOISE) * base, t - base, 0.0))
+        over = np.flatnonzero(extra > 0)
+        if not len(over) or over[0] == 0:
+            continue
+        first = over[0] - 1
+        curves[precision] = [[int(b), float(e)] for b, e in zip(x[first:], extra[first:])]
+        # np.maximum.accumulate keeps it non-decreasing; equal neighbours are allowed.
+    return curves
+
+
+def network_param_bytes(model, precision):
+    """The parameter bytes of Keras ``model`` at ``precision`` as the estimator counts them (what the
+    parameter-cache curve is read at)."""
+    return sum(cost.cpu_features(op, precision)["param_bytes"] for op in cost.analyze(model).ops if not op.is_free)
 
 
 def _context_rows(profile, networks, precision):
@@ -675,64 +750,43 @@ def _context_rows(profile, networks, precision):
     return rows
 
 
-def _loo_error(x, target):
-    """Mean |relative error| of :func:`nnls_relative` on ``x`` predicting each row left out in turn."""
-    errors = []
-    for i in range(len(target)):
-        keep = np.arange(len(target)) != i
-        coef = nnls_relative(x[keep], target[keep])
-        errors.append(abs(float(x[i] @ coef) / target[i] - 1))
-    return float(np.mean(errors))
-
-
 def _fit_context(data, networks):
     """Fit each precision's in-model context on whole random networks, in place:
-    ``measured - invoke overhead = context_factor * sum of kernel predictions +
+    ``measured - invoke overhead - parameter-cache term = context_factor * sum of kernel predictions +
     context_per_op_s * ops + context_per_param_byte_s * parameter bytes`` (weights that
     stay hot in the caches when a kernel runs alone are fetched again in a model), by
-    non-negative least squares on relative error; plus, where it predicts the networks left out
-    in turn clearly better (:data:`PARAM_CACHE_GAIN`), ``context_per_uncached_param_byte_s`` per
-    parameter byte over a cache of ``context_param_cache_bytes`` (the best of :data:`PARAM_CACHE_MIB`):
-    a model whose parameters do not fit the CPU's caches fetches them from memory each inference."""
+    non-negative least squares on relative error. The parameter-cache term is the one the
+    probes measured (``context_param_cache_curve``, :func:`fit_param_cache`), kept as measured."""
+    curves = data.pop("context_param_cache_curve", None)
     for key in CPU_CONTEXT_KEYS:
         data.pop(key, None)
     for key in CPU_CONTEXT_KEYS[:3]:
         data[key] = {}
     data["context_fit"] = []
     plain = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
+    if curves:
+        data["context_param_cache_curve"] = curves
+    cached = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
     for precision in data["predictors"]:
         rows = _context_rows(plain, networks, precision)
         if len(rows) < 3:
             continue
         x = np.array([f for _, f in rows], float)
-        target = np.maximum([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows],
-                            1e-6)
-        plain_err = _loo_error(x, target)
-        best = (plain_err, None, x)
-        if len(rows) >= 6:
-            for mib in PARAM_CACHE_MIB:
-                over = np.maximum(x[:, 2] - mib * 2**20 / 1e6, 0.0)[:, None]
-                if not over.any():
-                    continue
-                xc = np.hstack([x, over])
-                err = _loo_error(xc, target)
-                if err < PARAM_CACHE_GAIN * plain_err and err < best[0]:
-                    best = (err, mib, xc)
-        _, mib, xb = best
-        coef = nnls_relative(xb, target)
-        factor, per_op_ms, per_mb_ms = coef[:3]
+        stream_ms = np.array([cached.uncached_param_s(precision, f[2] * 1e6) * 1e3 for _, f in rows])
+        target = np.maximum([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows]
+                            - stream_ms, 1e-6)
+        coef = nnls_relative(x, target)
+        factor, per_op_ms, per_mb_ms = coef
         factor = factor if factor > 0 else 1.0
         data["context_factor"][precision] = float(factor)
         data["context_per_op_s"][precision] = float(per_op_ms) * 1e-3
         data["context_per_param_byte_s"][precision] = float(per_mb_ms) * 1e-9
-        if mib is not None and coef[3] > 0:
-            data.setdefault("context_param_cache_bytes", {})[precision] = mib * 2**20
-            data.setdefault("context_per_uncached_param_byte_s", {})[precision] = float(coef[3]) * 1e-9
-        for (net, f), pred in zip(rows, xb @ np.where(np.arange(len(coef)) == 0, factor, coef)):
+        for (net, f), pred, extra in zip(rows, x @ np.array([factor, per_op_ms, per_mb_ms]), stream_ms):
             data["context_fit"].append({"network": net["name"], "input": net["input"], "precision": precision,
                                         "ops": f[1], "param_mb": f[2], "measured_ms": net["measured_ms"],
-                                        "kernel_sum_ms": f[0],
-                                        "fitted_ms": float(pred) + data["invoke_overhead_s"][precision] * 1e3})
+                                        "kernel_sum_ms": f[0], "param_cache_ms": float(extra),
+                                        "fitted_ms": float(pred + extra)
+                                        + data["invoke_overhead_s"][precision] * 1e3})
 
 
 def _spearman(a, b):

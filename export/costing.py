@@ -501,24 +501,23 @@ def estimate_graph(graph, profile, precision=None, placement=None, cpu_precision
 
 
 def _charge_uncached_params(graph, rows, host, precision, speed_factor):
-    """Add, in place, what the CPU rows' parameters cost when together they exceed the host profile's
-    parameter cache (:meth:`~kerasnets.export.profiles.CpuProfile.uncached_params`): the bytes over it,
-    fetched from memory each inference, spread over the rows by their parameter bytes."""
-    uncached = host.uncached_params(precision)
+    """Add, in place, what the CPU rows' parameters cost on top when together they do not fit the host
+    profile's caches (:meth:`~kerasnets.export.profiles.CpuProfile.uncached_param_s`, the measured
+    parameter-cache curve), spread over the rows by their parameter bytes."""
     cpu = [(r, _param_bytes(graph.by_name[r.name], precision)) for r in rows
            if r.placement == "cpu" and not r.free and r.name in graph.by_name]
     total = sum(b for _, b in cpu)
-    if not uncached or total <= uncached[0]:
+    extra_s = host.uncached_param_s(precision, total) if total else 0.0
+    if extra_s <= 0:
         return
-    cache_bytes, per_byte = uncached
-    share = (total - cache_bytes) / total
+    start = host.param_cache_curve(precision)[0][0]
     for r, b in cpu:
         if b:
-            extra_ms = per_byte * b * share / speed_factor * 1e3
+            extra_ms = extra_s * b / total / speed_factor * 1e3
             r.memory_ms += extra_ms
             r.latency_ms += extra_ms
-            r.reason += (f", + {extra_ms * 1e3:.2g} us for parameters over the {cache_bytes / 2**20:.3g} MiB cache "
-                         f"({_fmt_count(total)}B in all)")
+            r.reason += (f", + {extra_ms * 1e3:.2g} us for parameters that do not fit the caches "
+                         f"({_fmt_count(total)}B in all, over {start / 2**20:.3g} MiB)")
 
 
 def _totals(graph, rows, profile, precision, cache, host, cpu_precision):

@@ -57,7 +57,7 @@ QUICK_NETWORK_SEED = 101
 QUICK_NETWORK_SIZES = (32, 48, 96, 160)
 COMPUTE_KINDS = ("conv", "conv1x1", "depthwise", "group_conv", "dense")
 # Bumped when the quick calibration's kernels or fit change: a cached calibration of another version is redone.
-QUICK_CALIBRATION_VERSION = 2
+QUICK_CALIBRATION_VERSION = 3
 # Which precisions' predictors may stand in for another's: an int8 kernel on a CPU without the int8
 # dot-product instructions of the machine the base was fitted on costs what a float32 one costs there (measured:
 # an AMD EPYC against the shipped profile's Xeon). Only from this many kernels on, and only when that predicts
@@ -70,11 +70,15 @@ CROSS_SOURCE_GAIN = 0.7
 TERM_GROUPS = ("mac", "fixed", "rest")
 L = keras.layers
 # The in-model context terms in seconds per op or byte, which the quick calibration scales together (the factor
-# on the kernels is scaled apart, the parameter cache size kept as fitted).
-ABSOLUTE_CONTEXT_KEYS = CPU_CONTEXT_KEYS[1:4]
+# on the kernels is scaled apart; the base's parameter-cache curve describes another CPU's caches, and the one
+# the probes measure here replaces it).
+ABSOLUTE_CONTEXT_KEYS = CPU_CONTEXT_KEYS[1:3]
 
 
 # ------------------------------------------------------------ what is timed ----
+
+# The quick calibration's parameter-cache probe sizes (MiB; the full fit's are calibrate.PARAM_CACHE_PROBE_MIB).
+QUICK_PROBE_MIB = (2, 4, 6, 10, 14, 18, 24, 32)
 
 def _tiny_kernel_specs():
     """Kernels of a few hundred MACs to a few thousand, where a predictor's fixed per-op cost dominates (the
@@ -115,17 +119,20 @@ def quick_networks():
                                     sizes=QUICK_NETWORK_SIZES)
 
 
-def measure_quick(threads=1, precisions=("int8", "float32"), rounds=15, kernels=None, networks=None, log=None):
+def measure_quick(threads=1, precisions=("int8", "float32"), rounds=15, kernels=None, networks=None, log=None,
+                  probe_mib=QUICK_PROBE_MIB):
     """Time the quick set in LiteRT here: returns ``(kernels, samples, overhead, networks)``
     (see :func:`kerasnets.export.calibrate.time_kernels`); ``kernels`` / ``networks`` replace the
-    default sets (:func:`quick_kernels`, :func:`quick_networks`)."""
+    default sets (:func:`quick_kernels`, :func:`quick_networks`); the samples also hold the
+    parameter-cache probe at ``probe_mib`` (:func:`kerasnets.export.calibrate.param_cache_probes`)."""
     kernels = quick_kernels() if kernels is None else list(kernels)
     networks = quick_networks() if networks is None else list(networks)
+    probes = calibrate.param_cache_probes(precisions, probe_mib) if probe_mib else ()
     if log:
-        log(f"quick calibration: timing {len(kernels)} kernels and {len(networks)} networks in "
-            f"{', '.join(precisions)}, {threads} thread(s), {rounds} interleaved rounds")
+        log(f"quick calibration: timing {len(kernels)} kernels, {len(networks)} networks and {len(probes)} "
+            f"parameter-cache probes in {', '.join(precisions)}, {threads} thread(s), {rounds} interleaved rounds")
     samples, overhead, nets = calibrate.time_kernels(kernels, networks, precisions, threads=threads, rounds=rounds,
-                                                     log=log)
+                                                     log=log, probes=probes)
     return kernels, samples, overhead, nets
 
 
@@ -319,6 +326,8 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
     The result records what it was fitted on (``measured_on``: CPU model, cores, threads,
     LiteRT version, date) and how (``calibration``).
     """
+    probes = [s for s in samples if s.get("kind") == calibrate.PARAM_CACHE_PROBE_KIND]
+    samples = [s for s in samples if s.get("kind") != calibrate.PARAM_CACHE_PROBE_KIND]
     precisions = [p for p in sorted({s["precision"] for s in samples}) if p in base.predictors]
     if not precisions:
         raise UsageError(f"the quick calibration measured no precision profile {base.name} has predictors for "
@@ -348,6 +357,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
     scales, measured = fit_scales(rows, {p: sorted(base.predictors[p]) for p in precisions})
     data = apply_scales(base.raw, scales)
     data.pop("inherits", None)
+    data.pop("context_param_cache_curve", None)
     data["invoke_overhead_s"] = dict(data.get("invoke_overhead_s", {}),
                                      **{p: overhead[p] * 1e-3 for p in precisions if p in overhead})
     fit = {}
@@ -363,6 +373,10 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
                 "mean_abs_pct_error": float(np.mean([abs(a / r["measured_ms"] - 1)
                                                      for a, r in zip(after, group)]) * 100)}
     before = _network_predictions(base.raw, networks, f"{base.name!r}")
+    curves = calibrate.fit_param_cache([s for s in probes if s["precision"] in precisions])
+    with_curves = parse_profile(dict(copy.deepcopy(data), context_param_cache_curve=curves), "'quick calibration'")
+    streamed = [with_curves.uncached_param_s(n["precision"], calibrate.network_param_bytes(n["model"], n["precision"]))
+                * 1e3 for n in networks]
     scaled = _network_predictions(data, networks, "'quick calibration'")
     kernel_only = copy.deepcopy(data)
     for key in ABSOLUTE_CONTEXT_KEYS:
@@ -370,8 +384,9 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
     kernel_part = _network_predictions(kernel_only, networks, "'quick calibration'")
     factors = {}
     for precision in precisions:
-        rows = [(n["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3, k, cpu_ms - k)
-                for n, (cpu_ms, _), (k, _) in zip(networks, scaled, kernel_part) if n["precision"] == precision]
+        rows = [(n["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 - extra, k, cpu_ms - k)
+                for n, (cpu_ms, _), (k, _), extra in zip(networks, scaled, kernel_part, streamed)
+                if n["precision"] == precision]
         if not rows:
             continue
         factor, absolute = context_scale(rows)
@@ -380,6 +395,8 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
         for key in ABSOLUTE_CONTEXT_KEYS:
             if precision in data.get(key, {}):
                 data[key][precision] *= absolute
+    if curves:
+        data["context_param_cache_curve"] = curves
     after = _network_predictions(data, networks, "'quick calibration'")
     here = dict(machine(), **identity(threads), date=datetime.date.today().isoformat())
     base_on = base.measured_on or {}

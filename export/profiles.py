@@ -21,9 +21,9 @@ Two kinds of profile exist:
   table correcting each predictor near measured kernels (``residuals``), and per precision
   an optional in-model context (``context_factor``, ``context_per_op_s`` and
   ``context_per_param_byte_s``: kernels inside a whole model against the same kernels
-  alone; ``context_param_cache_bytes`` and ``context_per_uncached_param_byte_s``: what each
-  parameter byte of a model whose parameters exceed that many bytes costs on top, spread over
-  its ops by their parameter bytes; see :mod:`kerasnets.export.calibrate`).
+  alone; ``context_param_cache_curve``: the measured seconds a model pays on top when its
+  parameters, that many bytes in all, do not fit the caches, as ``[bytes, seconds]`` points,
+  spread over its ops by their parameter bytes; see :mod:`kerasnets.export.calibrate`).
 
 A profile may name another in ``inherits``; the two are merged key by key (the child's
 values win) before validation. A malformed profile raises :class:`ProfileError`, whose
@@ -95,9 +95,8 @@ NPU_FIELDS = {
     "retarget.rules": tuple(RETARGET_RULES),
 }
 # A CPU profile's in-model context, each keyed by precision: the factor on the kernels, then the terms in seconds
-# per op, per parameter byte and per parameter byte over the parameter cache, and that cache's size in bytes.
-CPU_CONTEXT_KEYS = ("context_factor", "context_per_op_s", "context_per_param_byte_s",
-                    "context_per_uncached_param_byte_s", "context_param_cache_bytes")
+# per op and per parameter byte, and the parameter-cache curve ([bytes, seconds] points).
+CPU_CONTEXT_KEYS = ("context_factor", "context_per_op_s", "context_per_param_byte_s", "context_param_cache_curve")
 CPU_FIELDS = {
     "": COMMON_FIELDS + ("threads", "measured_on", "invoke_overhead_s", "peak_macs_per_s", "predictors",
                          "residuals", "fit", "context_fit", "calibration") + CPU_CONTEXT_KEYS,
@@ -391,9 +390,11 @@ def validate(data, label="<profile>"):
                     c.number(f"predictors.{p}.{k}.{coef}")
             if p in (data.get("context_factor") or {}):
                 c.number(f"context_factor.{p}", low_open=True)
-            for key in CPU_CONTEXT_KEYS[1:]:
+            for key in CPU_CONTEXT_KEYS[1:3]:
                 if p in (data.get(key) or {}):
                     c.number(f"{key}.{p}")
+            if p in (data.get("context_param_cache_curve") or {}):
+                _check_param_cache_curve(c, f"context_param_cache_curve.{p}", data["context_param_cache_curve"][p])
             for k, table in (data.get("residuals") or {}).get(p, {}).items():
                 _check_residuals(c, f"residuals.{p}.{k}", table)
             for k in ("conv", "add"):
@@ -428,6 +429,19 @@ def _check_retarget(c):
         for needed in RETARGET_RULES[rule][2]:
             if c.get(needed, required=False) is None:
                 c.fail(needed, f"is missing, and retarget rule {rule!r} needs it (or drop the rule)")
+
+
+def _check_param_cache_curve(c, field, points):
+    """A parameter-cache curve: two or more ``[bytes, seconds]`` points, bytes rising, seconds never falling."""
+    if (not isinstance(points, list) or len(points) < 2
+            or any(not isinstance(pt, list) or len(pt) != 2 or not all(isinstance(v, (int, float))
+                                                                      and not isinstance(v, bool)
+                                                                      and math.isfinite(v) and v >= 0 for v in pt)
+                   for pt in points)):
+        c.fail(field, f"must be a list of two or more [parameter bytes, seconds] pairs of non-negative numbers, "
+                      f"not {points!r}")
+    if any(b[0] <= a[0] or b[1] < a[1] for a, b in zip(points, points[1:])):
+        c.fail(field, "must have rising parameter bytes and seconds that never fall")
 
 
 def _check_residuals(c, field, table):
@@ -688,8 +702,7 @@ class CpuProfile(Profile):
     context_fit: list = None
     context_per_op_s: dict = None
     context_per_param_byte_s: dict = None
-    context_param_cache_bytes: dict = None
-    context_per_uncached_param_byte_s: dict = None
+    context_param_cache_curve: dict = None
     calibration: dict = None
 
     def default_precision(self):
@@ -709,13 +722,22 @@ class CpuProfile(Profile):
         return ((self.context_factor or {}).get(precision, 1.0), (self.context_per_op_s or {}).get(precision, 0.0),
                 (self.context_per_param_byte_s or {}).get(precision, 0.0))
 
-    def uncached_params(self, precision):
-        """``(cache bytes, seconds per uncached parameter byte)`` at ``precision``, or None: a model whose
-        parameters exceed the cache pays that much per byte over it (fetched from memory each inference)."""
-        per_byte = (self.context_per_uncached_param_byte_s or {}).get(precision, 0.0)
-        if not per_byte:
-            return None
-        return (self.context_param_cache_bytes or {}).get(precision, 0.0), per_byte
+    def param_cache_curve(self, precision):
+        """The parameter-cache curve at ``precision`` as ``[(bytes, seconds)]`` points, or None: a model
+        whose parameters total more bytes than the first point pays the seconds interpolated between the
+        points, and past the last one the last segment's slope (they are fetched from memory each inference)."""
+        points = (self.context_param_cache_curve or {}).get(precision)
+        return [tuple(pt) for pt in points] if points else None
+
+    def uncached_param_s(self, precision, param_bytes):
+        """Seconds a model with ``param_bytes`` of parameters pays on top at ``precision`` (0 without a curve)."""
+        points = self.param_cache_curve(precision)
+        if not points or param_bytes <= points[0][0]:
+            return 0.0
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            if param_bytes <= x1:
+                return y0 + (y1 - y0) * (param_bytes - x0) / (x1 - x0)
+        return y1 + (y1 - y0) / (x1 - x0) * (param_bytes - x1)
 
     def host_cpu(self):
         """Itself at speed factor 1 (a CPU profile runs everything)."""

@@ -179,11 +179,17 @@ def _calibrate():
                                                                                 networks, threads=FLAGS.threads))
         data = calibrate.fit_host_profile(samples, overhead, threads=FLAGS.threads, networks=networks)
         zoo_model.writing(out, lambda: atomic_write(out, json.dumps(data, indent=1) + "\n"))
-        result = {"profile_out": out, "calibration": "full", "samples": len(samples), "fit": data["fit"]}
+        kernel_samples = sum(s.get("kind") != calibrate.PARAM_CACHE_PROBE_KIND for s in samples)
+        curves = data.get("context_param_cache_curve", {})
+        result = {"profile_out": out, "calibration": "full", "samples": kernel_samples, "fit": data["fit"],
+                  "param_cache_curve": curves}
         if not FLAGS.json:
-            print(f"host_cpu profile fitted on {len(samples)} kernel samples, written to {out}")
+            print(f"host_cpu profile fitted on {kernel_samples} kernel samples, written to {out}")
             for key, v in sorted(data["fit"].items()):
                 print(f"  {key:24s} {v['samples']:3d} samples, mean |error| {v['mean_abs_pct_error']:.1f}%")
+            for p, curve in sorted(curves.items()):
+                print(f"  parameter cache {p:8s} {curve[0][0] / 2**20:.0f} MiB fit; over it " + ", ".join(
+                    f"+{t * 1e3:.2f} ms at {b / 2**20:.0f} MiB" for b, t in curve[1:]))
     if FLAGS.validate:
         result["validation"] = _validate(out)
     if FLAGS.json:

@@ -59,45 +59,61 @@ class FitTest(tf.test.TestCase):
         self.assertIn("in-model context", r2["layers"][-1].reason)
 
     def test_parameters_over_the_cache_are_fitted_and_charged(self):
-        # Networks whose parameters exceed 2 MiB are measured slower by 1e-10 s per byte over it (as float32
-        # models whose weights do not fit this VM's caches are): the context fit finds that cache size and rate,
-        # and the estimate charges it to a large model only, spread over its layers by their parameter bytes.
+        # Probe chains of more than 4 MiB of parameters run 1e-10 s per byte over it slower than the in-cache rate
+        # (as float32 models whose weights do not fit this VM's caches do): the fit measures that curve, the
+        # context fit on networks takes it off before fitting its own terms, and the estimate charges it to a large
+        # model only, spread over its layers by their parameter bytes.
+        mib = 2**20
+
+        def stream_s(b):
+            return 1e-10 * max(b - 4 * mib, 0)
+
         samples = []
-        for precision in ("int8",):
-            for kind in ("conv", "add"):
-                for i in range(4):
-                    w, b = 1e6 * (i + 1), 1e5 * (i + 2)
-                    samples.append({"kind": kind, "precision": precision, "work": w, "bytes": b, "ops": 1,
-                                    "ms": (2e-6 + 3e-11 * w + 1e-10 * b) * 1e3})
+        for kind in ("conv", "add"):
+            for i in range(4):
+                w, b = 1e6 * (i + 1), 1e5 * (i + 2)
+                samples.append({"kind": kind, "precision": "int8", "work": w, "bytes": b, "ops": 1,
+                                "ms": (2e-6 + 3e-11 * w + 1e-10 * b) * 1e3})
         plain = profiles.parse_profile(calibrate.fit_host_profile(samples, {"int8": 0.01}, name="c"), "'c'")
+        probes = [{"kind": "param_cache", "precision": "int8", "param_bytes": size * mib, "ops": size,
+                   "ms": (1e-5 + 2e-11 * size * mib + stream_s(size * mib)) * 1e3} for size in (1, 2, 3, 4, 6, 8, 12, 16)]
 
         def net(units):
             x = keras.Input((1024,))
             return keras.Model(x, L.Dense(16)(L.Dense(units)(x)))
 
-        def over(model):
-            params = sum(cost.cpu_features(op, "int8")["param_bytes"] for op in cost.analyze(model).ops)
-            return max(params - 2 * 2**20, 0)
+        def params(model):
+            return sum(cost.cpu_features(op, "int8")["param_bytes"] for op in cost.analyze(model).ops)
 
         nets = []
         for units in (300, 800, 1500, 2500, 4000, 6000, 8000):
             model = net(units)
             kernels = cost.estimate(model, plain, precision="int8")["totals"]["cpu_ms"]
             nets.append({"model": model, "name": f"net{units}", "input": [1024], "precision": "int8",
-                         "measured_ms": kernels + 1e-10 * over(model) * 1e3 + 0.01})
-        data = calibrate.fit_host_profile(samples, {"int8": 0.01}, name="c", networks=nets)
-        self.assertEqual(data["context_param_cache_bytes"]["int8"], 2 * 2**20)
-        self.assertAllClose(data["context_per_uncached_param_byte_s"]["int8"], 1e-10, rtol=1e-3)
+                         "measured_ms": kernels + stream_s(params(model)) * 1e3 + 0.01})
+        data = calibrate.fit_host_profile(samples + probes, {"int8": 0.01}, name="c", networks=nets)
+        curve = data["context_param_cache_curve"]["int8"]
+        self.assertEqual([b for b, _ in curve], [size * mib for size in (4, 6, 8, 12, 16)])
+        self.assertAllClose([t for _, t in curve], [stream_s(b) for b, _ in curve], rtol=1e-6, atol=1e-9)
+        self.assertNotIn("param_cache", data["predictors"]["int8"])
+        # The networks' extra time is the curve's: nothing is left for the context terms to absorb.
+        self.assertAllClose(data["context_factor"]["int8"], 1.0, rtol=1e-3)
+        self.assertLess(data["context_per_param_byte_s"]["int8"], 1e-13)
         fitted = profiles.parse_profile(data, "'c'")
         small, large = net(800), net(6000)
         for model in (small, large):
             before = cost.estimate(model, plain, precision="int8")
             after = cost.estimate(model, fitted, precision="int8")
-            self.assertAllClose(after["totals"]["cpu_ms"], before["totals"]["cpu_ms"] + 1e-10 * over(model) * 1e3,
+            self.assertAllClose(after["totals"]["cpu_ms"], before["totals"]["cpu_ms"] + stream_s(params(model)) * 1e3,
                                 rtol=1e-3)
+        # Past the last probe the curve goes on at its last slope.
+        self.assertAllClose(fitted.uncached_param_s("int8", 32 * mib), stream_s(32 * mib))
         rows = cost.estimate(large, fitted, precision="int8")["layers"]
-        self.assertTrue(any("over the 2 MiB cache" in r.reason for r in rows))
+        self.assertTrue(any("do not fit the caches" in r.reason and "over 4 MiB" in r.reason for r in rows))
         self.assertFalse(any("cache" in r.reason for r in cost.estimate(small, fitted, precision="int8")["layers"]))
+        # Probes that all fit the caches give no curve, and the estimate is the plain one.
+        flat = [dict(p, ms=(1e-5 + 2e-11 * p["param_bytes"]) * 1e3) for p in probes]
+        self.assertNotIn("context_param_cache_curve", calibrate.fit_host_profile(samples + flat, {"int8": 0.01}))
 
     def test_compute_kernels_fit_per_byte_terms(self):
         # Enough conv samples get the input/output/parameter-byte terms; the fit recovers them.
@@ -139,6 +155,13 @@ class FitTest(tf.test.TestCase):
         data["context_factor"] = {"int8": 0}
         with self.assertRaisesRegex(profiles.ProfileError, "context_factor.int8"):
             profiles.parse_profile(data, "'bad_cpu'")
+        del data["context_factor"]
+        for curve, problem in (([[1e6, 0.0]], "two or more"), ([[1e6, 0.0], [2e6, -1e-4]], "non-negative"),
+                               ("1e6", "two or more"), ([[2e6, 0.0], [1e6, 1e-4]], "rising parameter bytes"),
+                               ([[1e6, 2e-4], [2e6, 1e-4]], "never fall")):
+            data["context_param_cache_curve"] = {"int8": curve}
+            with self.assertRaisesRegex(profiles.ProfileError, f"context_param_cache_curve.int8' .*{problem}"):
+                profiles.parse_profile(data, "'bad_cpu'")
 
     def test_spearman(self):
         self.assertAllClose(calibrate._spearman([1, 2, 3, 4], [10, 20, 30, 40]), 1.0)

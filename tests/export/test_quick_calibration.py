@@ -135,6 +135,28 @@ class RescalingTest(tf.test.TestCase):
         self.assertAllClose(hostfit.context_scale(rows), (1.5, 0.5))
         self.assertAllClose(hostfit.context_scale([(2.0, 1.0, 0.0), (8.0, 1.0, 0.0)]), (4.0, 4.0))
 
+    def test_the_quick_profile_measures_its_own_parameter_cache(self):
+        # The base's curve describes another CPU's caches: the quick profile keeps the one its probes measure here
+        # (parameters over 6 MiB cost 50 ps a byte on top), or none.
+        raw = copy.deepcopy(_base().raw)
+        raw["context_param_cache_curve"] = {p: [[2**20, 0.0], [2 * 2**20, 1e-3]] for p in ("int8", "float32")}
+        base = profiles.parse_profile(raw, "'base'")
+        kernels, nets = _tiny_kernels(), [_tiny_network()]
+        samples, overhead, networks = _synthetic_measurement(base, kernels, nets)
+        mib = 2**20
+        probes = [{"kind": "param_cache", "precision": p, "kernel": -1, "param_bytes": m * mib,
+                   "ms": (1e-5 + 2e-11 * m * mib + 5e-11 * max(m - 6, 0) * mib) * 1e3}
+                  for p in ("int8", "float32") for m in hostfit.QUICK_PROBE_MIB]
+        data = hostfit.rescale_profile(base, kernels, samples + probes, overhead, networks, threads=1)
+        for p in ("int8", "float32"):
+            curve = data["context_param_cache_curve"][p]
+            self.assertEqual(curve[0], [6 * mib, 0.0])
+            self.assertAllClose([t for _, t in curve], [5e-11 * (b - 6 * mib) for b, _ in curve], atol=1e-9)
+        for n in data["context_fit"]:
+            self.assertAllClose(n["fitted_ms"], n["measured_ms"], rtol=1e-6)
+        self.assertNotIn("context_param_cache_curve",
+                         hostfit.rescale_profile(base, kernels, samples, overhead, networks, threads=1))
+
     def test_rescale_profile_on_synthetic_timings(self):
         base = _base()
         kernels, nets = _tiny_kernels(), [_tiny_network()]
@@ -151,6 +173,7 @@ class RescalingTest(tf.test.TestCase):
             self.assertAllClose(data["context_factor"][p], 1.25 * base.context_factor[p], rtol=1e-6)
         for n in data["context_fit"]:
             self.assertAllClose(n["fitted_ms"], n["measured_ms"], rtol=1e-6)
+        self.assertNotIn("context_param_cache_curve", data)
         # A kernel alone costs twice its base prediction.
         model = kernels[0][1]
         alone_base = profiles.parse_profile(hostfit._without_context(base.raw), "'a'")
