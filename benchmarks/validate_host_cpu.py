@@ -31,6 +31,9 @@ flags.DEFINE_list("models", None, "Models (default: one per family, export.calib
                   "every zoo model (about 20 minutes on 2 cores).")
 flags.DEFINE_integer("repeats", 2, "Time the same loaded models this many times; passes after the first show how "
                      "far the measurement itself moves within the run.", lower_bound=1)
+flags.DEFINE_list("probe_mib", [], "Parameter-cache probe sizes (MiB) to time with the cases, e.g. "
+                  "2,4,6,8,10,12,14,16,20,24,32,48 (about 2.5 minutes more): the report then also scores the estimate "
+                  "with the curve they measure in this run. Default: none.")
 flags.DEFINE_string("out", "runs/host_cpu_validation.json", "Where to write the JSON report.")
 
 
@@ -45,8 +48,14 @@ def main(argv):
     except ValueError:
         raise UsageError(f"--resolutions={','.join(FLAGS.resolutions)} is not a list of pixel sizes; "
                          f"pass whole numbers such as --resolutions=96,128.") from None
+    try:
+        probe_mib = [int(m) for m in FLAGS.probe_mib]
+    except ValueError:
+        raise UsageError(f"--probe_mib={','.join(FLAGS.probe_mib)} is not a list of sizes in MiB; pass whole "
+                         f"numbers such as --probe_mib=2,4,8,16,32.") from None
     report = calibrate.validate_host_profile(FLAGS.profile, models=models, resolutions=resolutions,
                                              precisions=FLAGS.precisions, threads=FLAGS.threads, repeats=FLAGS.repeats,
+                                             probe_mib=probe_mib,
                                              log=lambda s: print(s, file=sys.stderr, flush=True))
     atomic_write(FLAGS.out, json.dumps(report, indent=1) + "\n")
     print(calibrate.format_validation(report))

@@ -890,7 +890,7 @@ def summarize_validation(rows, anchor_rows, precisions):
 
 
 def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128), precisions=("int8", "float32"),
-                          threads=1, rounds=15, repeats=1, anchor=ANCHOR, log=None):
+                          threads=1, rounds=15, repeats=1, anchor=ANCHOR, log=None, probe_mib=()):
     """Estimate and measure zoo models in LiteRT in one run; returns the validation report dict.
 
     Every case (``models``, default :data:`VALIDATION_MODELS`, at each of ``resolutions`` in
@@ -904,10 +904,20 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
     case's fastest pass (a busy machine only ever slows a pass down), and ``summary["repeat"]``
     says how far the later passes land from the first (the measurement's own spread within a
     run, absolute and relative to the anchor).
+
+    With ``probe_mib`` (sizes in MiB, e.g. :data:`PARAM_CACHE_PROBE_MIB`) the run also times the
+    parameter-cache probe (:func:`param_cache_probes`) with the cases, and ``in_run_cache`` scores
+    the same measurements with the profile's parameter-cache curve replaced by the one measured in
+    this run (``curve``, ``probe_ms``, ``summary``): a check of whether the machine's caches behave
+    as when the profile was fitted (on a shared VM they move with the neighbours' load).
     """
     check_precisions(precisions)
     for name, value in (("threads", threads), ("rounds", rounds), ("repeats", repeats)):
         check_count(name, value)
+    if isinstance(probe_mib, (str, int)) or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1
+                                                    for m in probe_mib):
+        raise UsageError(f"probe_mib={probe_mib!r} must be a list of parameter sizes in MiB >= 1, e.g. "
+                         f"{PARAM_CACHE_PROBE_MIB!r}, or () for no probe.")
     if isinstance(resolutions, (str, int)) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 32
                                                       for r in resolutions):
         raise UsageError(f"resolutions={resolutions!r} must be a list of input sizes >= 32, e.g. (96, 128).")
@@ -933,7 +943,7 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
             t0 = time.perf_counter()
             est = cost.estimate_graph(graph, profile, precision)
             interpreters[len(cases)] = litert_timing.load(_convert(model, precision, calibration=2), threads)
-            cases.append((name, res, precision, est, time.perf_counter() - t0, is_anchor))
+            cases.append((name, res, precision, est, time.perf_counter() - t0, is_anchor, graph))
 
     add_case(anchor_name, anchor_res, True)
     for name in models:
@@ -942,10 +952,16 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
                 add_case(name, res, False)
         if log:
             log(f"converted {name} at {', '.join(map(str, resolutions))}")
+    probes = param_cache_probes(precisions, probe_mib) if probe_mib else []
+    for j, (precision, model) in enumerate(probes):
+        interpreters[("probe", j)] = litert_timing.load(_convert(model, precision, calibration=1), threads)
+    if log and probes:
+        log(f"converted {len(probes)} parameter-cache probes")
     passes = [litert_timing.time_interleaved(interpreters, rounds=rounds, log=log) for _ in range(max(repeats, 1))]
     timing = passes[0]
     rows, anchor_rows = [], []
-    for i, (name, res, precision, est, seconds, is_anchor) in enumerate(cases):
+    in_run = _in_run_cache(profile, probes, passes)
+    for i, (name, res, precision, est, seconds, is_anchor, graph) in enumerate(cases):
         pred, every = est["totals"]["latency_ms"], [p[i]["steady_ms"] for p in passes]
         measured = min(every)
         row = {"model": name, "input": res, "precision": precision, "predicted_ms": pred, "measured_ms": measured,
@@ -954,10 +970,19 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
                "seconds": seconds}
         if len(passes) > 1:
             row["pass_ms"] = every
+        if in_run:
+            row["in_run_cache_predicted_ms"] = cost.estimate_graph(graph, in_run["profile"], precision)["totals"][
+                "latency_ms"]
         (anchor_rows if is_anchor else rows).append(row)
     if anchor_name in models and anchor_res in resolutions:
         rows += [dict(r) for r in anchor_rows]  # also a case of the list (relative error 0 by definition)
     summary = summarize_validation(rows, anchor_rows, precisions)
+    in_run_report = None
+    if in_run:
+        again, again_anchor = ([dict(r, predicted_ms=r["in_run_cache_predicted_ms"]) for r in group]
+                               for group in (rows, anchor_rows))
+        in_run_report = {"curve": in_run["curve"], "probe_ms": in_run["probe_ms"],
+                         "summary": summarize_validation(again, again_anchor, precisions)}
     if log:
         for r in rows:
             log(f"{r['model']:26s} {r['input']:4d} {r['precision']:8s} predicted {r['predicted_ms']:9.3f} ms "
@@ -975,7 +1000,26 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
             f"estimate from profile {profile.name}",
             "anchor": {"model": anchor_name, "input": anchor_res, "added": added, "note": note, "rows": anchor_rows},
             "fitted_on": profile.measured_on, "measured_here": machine(),
-            "summary": summary, "worst": worst, "rows": rows}
+            "summary": summary, "profile_curve": profile.context_param_cache_curve or {},
+            "in_run_cache": in_run_report, "worst": worst, "rows": rows}
+
+
+def _in_run_cache(profile, probes, passes):
+    """The parameter-cache curve the probes measured in this run (fastest pass) and ``profile`` with it
+    in place of its own, or None without probes."""
+    if not probes:
+        return None
+    samples = []
+    for j, (precision, model) in enumerate(probes):
+        ms = min(p[("probe", j)]["steady_ms"] for p in passes)
+        samples.append({"kind": PARAM_CACHE_PROBE_KIND, "precision": precision, "ms": ms,
+                        "param_bytes": network_param_bytes(model, precision)})
+    curve = fit_param_cache(samples)
+    data = copy.deepcopy(profile.raw)
+    data.pop("inherits", None)
+    data["context_param_cache_curve"] = curve
+    return {"curve": curve, "probe_ms": [[s["precision"], s["param_bytes"], s["ms"]] for s in samples],
+            "profile": parse_profile(data, f"{profile.name!r} with this run's parameter-cache curve")}
 
 
 def _met(flag):
@@ -1015,6 +1059,20 @@ def format_validation(report):
     else:
         lines.append("    measurement spread in this run: not measured (one pass; time the models again with "
                      "repeats >= 2 to see it)")
+    if report.get("in_run_cache"):
+        c = report["in_run_cache"]
+        rel = c["summary"]["relative"]
+        edges = ", ".join(f"{p} over {curve[0][0] / 2**20:.0f} MiB" for p, curve in sorted(c["curve"].items()))
+        lines.append(f"with the parameter-cache curve measured in this run ({edges or 'every probe fits the caches'}"
+                     f"; the profile's own: " + (", ".join(
+                         f"{p} over {curve[0][0] / 2**20:.0f} MiB" for p, curve in sorted(
+                             (report.get("profile_curve") or {}).items())) or "see the profile") + "):")
+        lines.append("  (a) within +-10% relative to the anchor: " + ", ".join(
+            f"{p} {rel[p]['within_10pct']:.0%} ({_met(c['summary']['targets']['met'][p]['relative_within_10pct'])}, "
+            f"mean |error| {rel[p]['mean_abs_pct_error']:.1f}%)" for p in report["precisions"] if p in rel)
+            + "; (b) Spearman: " + ", ".join(
+            f"{p} {rel[p]['spearman']:.3f} ({_met(c['summary']['targets']['met'][p]['spearman'])})"
+            for p in report["precisions"] if p in rel))
     fitted = (report.get("fitted_on") or {}).get("processor")
     here = (report.get("measured_here") or {}).get("processor")
     if fitted and here and fitted != here:

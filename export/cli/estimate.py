@@ -9,10 +9,11 @@ for each layer's cost and where it runs (the partitioner's ``max_npu`` placement
 fits the ``host_cpu`` profile to this machine and writes it (default:
 $KERASNETS_PROFILE_DIR/host_cpu.json, else ~/.config/kerasnets/profiles/host_cpu.json; the
 profile loader searches both before the shipped profiles). ``--calibrate`` (= ``full``)
-micro-benchmarks kernels and random networks in LiteRT (about 10 minutes; ``--samples`` keeps
-the timings to refit from later); ``--calibrate=quick`` (alias: ``--calibrate --quick``) times
-a small fixed set of kernels and three random networks (one or two minutes) and rescales the
-shipped predictors per kernel kind (:mod:`kerasnets.export.hostfit`).
+micro-benchmarks kernels, random networks and the parameter-cache probe in LiteRT (about 16
+minutes on 2 cores; ``--samples`` keeps the timings to refit from later); ``--calibrate=quick``
+(alias: ``--calibrate --quick``) times a small fixed set of kernels, four random networks and the
+parameter-cache probe (about two and a half minutes) and rescales the shipped predictors per kernel
+kind (:mod:`kerasnets.export.hostfit`).
 
 `kerasnets-estimate --validate [--profile=host_cpu] [--validate_models=a,b,...] [--repeats=2] [--threads=N]`
 (also after ``--calibrate``, on the profile it wrote) times zoo models together with the anchor
@@ -62,8 +63,9 @@ class _CalibrationParser(flags.ArgumentParser):
 
 flags.DEFINE_flag(flags.Flag(
     _CalibrationParser(), flags.ArgumentSerializer(), "calibrate", None,
-    "Fit the host_cpu profile to this machine: --calibrate (= full: LiteRT micro-benchmarks, about 10 minutes) or "
-    "--calibrate=quick (rescale the shipped predictors from a few kernels and networks, one or two minutes).",
+    "Fit the host_cpu profile to this machine: --calibrate (= full: LiteRT micro-benchmarks, about 16 minutes) or "
+    "--calibrate=quick (rescale the shipped predictors from a few kernels, networks and the parameter-cache probe, "
+    "about two and a half minutes).",
     boolean=True))
 flags.DEFINE_bool("quick", False, "With --calibrate: the same as --calibrate=quick.")
 flags.DEFINE_bool("validate", False, "Time zoo models and the anchor (mobilenet_v2_100 at 224x224) in LiteRT and "
@@ -146,7 +148,7 @@ def _calibrate():
         result = {"profile_out": out, "calibration": "quick", "measured_on": data["measured_on"],
                   "seconds": data["calibration"]["seconds"], "scales": data["calibration"]["scales"],
                   "context_scale": data["calibration"]["context_scale"], "fit": data["fit"],
-                  "networks": data["context_fit"]}
+                  "networks": data["context_fit"], "param_cache_curve": data.get("context_param_cache_curve", {})}
         if not FLAGS.json:
             c = data["calibration"]
             print(f"host_cpu profile quick-calibrated in {c['seconds']} s ({c['kernels']} kernels, {c['networks']} "
@@ -158,6 +160,7 @@ def _calibrate():
                 print(f"  {key:30s} {v['samples']:2d} kernels, per MAC x{f['mac']:.3g}, fixed x{f['fixed']:.3g}, "
                       f"other terms x{f['rest']:.3g}{source}; mean |error| {v['before_mean_abs_pct_error']:.1f}% -> "
                       f"{v['mean_abs_pct_error']:.1f}%")
+            _print_curves(data.get("context_param_cache_curve", {}))
             for n in data["context_fit"]:
                 print(f"  network {n['network']} {n['input'][0]}x{n['input'][1]} {n['precision']:8s} measured "
                       f"{n['measured_ms']:.3f} ms, shipped profile {n['shipped_predicted_ms']:.3f} ms, quick "
@@ -187,14 +190,19 @@ def _calibrate():
             print(f"host_cpu profile fitted on {kernel_samples} kernel samples, written to {out}")
             for key, v in sorted(data["fit"].items()):
                 print(f"  {key:24s} {v['samples']:3d} samples, mean |error| {v['mean_abs_pct_error']:.1f}%")
-            for p, curve in sorted(curves.items()):
-                print(f"  parameter cache {p:8s} {curve[0][0] / 2**20:.0f} MiB fit; over it " + ", ".join(
-                    f"+{t * 1e3:.2f} ms at {b / 2**20:.0f} MiB" for b, t in curve[1:]))
+            _print_curves(curves)
     if FLAGS.validate:
         result["validation"] = _validate(out)
     if FLAGS.json:
         print_json(result)
     return 0
+
+
+def _print_curves(curves):
+    """The measured parameter-cache curve of each precision, one line each."""
+    for p, curve in sorted(curves.items()):
+        print(f"  parameter cache {p:8s} {curve[0][0] / 2**20:.0f} MiB fit; over it " + ", ".join(
+            f"+{t * 1e3:.2f} ms at {b / 2**20:.0f} MiB" for b, t in curve[1:]))
 
 
 def _validate(profile_name):

@@ -497,6 +497,7 @@ LIBRARY_CASES = [
     ("calibrate_networks", lambda: calibrate.run_microbenchmarks(networks=-1), ("networks=-1",)),
     ("validate_resolutions", lambda: calibrate.validate_host_profile(resolutions=(16,)), ("resolutions=(16,)",)),
     ("validate_repeats", lambda: calibrate.validate_host_profile(repeats=0), ("repeats=0",)),
+    ("validate_probe_mib", lambda: calibrate.validate_host_profile(probe_mib=(0,)), ("probe_mib=(0,)",)),
     ("fit_samples", lambda: calibrate.fit_host_profile([], {}), ("samples",)),
     ("fit_threads", lambda: calibrate.fit_host_profile([{"kind": "conv"}], {}, threads="1"), ("threads='1'",)),
 ]

@@ -187,8 +187,14 @@ class FitTest(tf.test.TestCase):
         # The anchor's model is in the list at another size: timed as the anchor, not "added".
         report = calibrate.validate_host_profile(models=["mobilenet_v2_035"], resolutions=(32,),
                                                  precisions=("float32",), rounds=1, repeats=2,
-                                                 anchor=("mobilenet_v2_035", 64))
+                                                 anchor=("mobilenet_v2_035", 64), probe_mib=(1, 2, 3, 4))
         self.assertFalse(report["anchor"]["added"])
+        # The parameter-cache probe ran with the cases, and the same measurements are scored with its curve.
+        cache = report["in_run_cache"]
+        self.assertEqual([(p, round(b / 2**20)) for p, b, _ in cache["probe_ms"]], [("float32", m) for m in (1, 2, 3, 4)])
+        self.assertTrue(all(ms > 0 for _, _, ms in cache["probe_ms"]))
+        self.assertIn("float32", cache["summary"]["relative"])
+        self.assertIn("with the parameter-cache curve measured in this run", calibrate.format_validation(report))
         self.assertEqual([(r["model"], r["input"]) for r in report["anchor"]["rows"]], [("mobilenet_v2_035", 64)])
         (row,) = report["rows"]
         self.assertLen(row["pass_ms"], 2)

@@ -374,8 +374,10 @@ class RelativeValidationTest(tf.test.TestCase):
     def test_real_tiny_validation_adds_the_anchor(self):
         report = calibrate.validate_host_profile(models=["mobilenet_v2_035"], resolutions=(32,),
                                                  precisions=("float32",), rounds=1, repeats=2,
-                                                 anchor=("mobilenet_v3_small_100", 48))
+                                                 anchor=("mobilenet_v3_small_100", 48), probe_mib=())
         self.assertTrue(report["anchor"]["added"])
+        self.assertIsNone(report["in_run_cache"])
+        self.assertNotIn("parameter-cache curve", calibrate.format_validation(report))
         self.assertIn("added: it is not in the model list", report["anchor"]["note"])
         (anchor,) = report["anchor"]["rows"]
         (row,) = report["rows"]
