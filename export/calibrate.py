@@ -718,13 +718,13 @@ def fit_param_cache(probes):
         t = np.array([v for _, v in pts])
         slope, intercept = np.polyfit(x[:PARAM_CACHE_BASE_POINTS], t[:PARAM_CACHE_BASE_POINTS], 1)
         base = intercept + max(slope, 0.0) * x
+        # Never falling: a larger chain costs at least what a smaller one did over the line.
         extra = np.maximum.accumulate(np.where(t > (1 + PARAM_CACHE_NOISE) * base, t - base, 0.0))
         over = np.flatnonzero(extra > 0)
         if not len(over) or over[0] == 0:
             continue
         first = over[0] - 1
         curves[precision] = [[int(b), float(e)] for b, e in zip(x[first:], extra[first:])]
-        # np.maximum.accumulate keeps it non-decreasing; equal neighbours are allowed.
     return curves
 
 
