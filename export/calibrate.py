@@ -45,7 +45,7 @@ import numpy as np
 import kerasnets
 from kerasnets.export import cost, litert_timing, partition, tflite
 from kerasnets.export.placement import place
-from kerasnets.export.profiles import CPU_CONTEXT_KEYS, load_profile, parse_profile
+from kerasnets.export.profiles import CPU_CONTEXT_KEYS, load_profile, param_cache_s, parse_profile
 from kerasnets import layers as kl
 from kerasnets.backend import keras
 from kerasnets.builder import build_model
@@ -766,13 +766,12 @@ def _fit_context(data, networks):
     plain = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
     if curves:
         data["context_param_cache_curve"] = curves
-    cached = parse_profile(copy.deepcopy(data), f"{data['name']!r}")
     for precision in data["predictors"]:
         rows = _context_rows(plain, networks, precision)
         if len(rows) < 3:
             continue
         x = np.array([f for _, f in rows], float)
-        stream_ms = np.array([cached.uncached_param_s(precision, f[2] * 1e6) * 1e3 for _, f in rows])
+        stream_ms = np.array([param_cache_s((curves or {}).get(precision), f[2] * 1e6) * 1e3 for _, f in rows])
         target = np.maximum([net["measured_ms"] - data["invoke_overhead_s"][precision] * 1e3 for net, _ in rows]
                             - stream_ms, 1e-6)
         coef = nnls_relative(x, target)

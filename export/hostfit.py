@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from kerasnets.export import calibrate, cost
-from kerasnets.export.profiles import CPU_CONTEXT_KEYS, ProfileError, load_profile, parse_profile
+from kerasnets.export.profiles import CPU_CONTEXT_KEYS, ProfileError, load_profile, param_cache_s, parse_profile
 from kerasnets.backend import keras
 from kerasnets.errors import PathError, UsageError
 from kerasnets.host import cpu_name, litert_version, machine
@@ -374,8 +374,7 @@ def rescale_profile(base, kernels, samples, overhead, networks, threads=1):
                                                      for a, r in zip(after, group)]) * 100)}
     before = _network_predictions(base.raw, networks, f"{base.name!r}")
     curves = calibrate.fit_param_cache([s for s in probes if s["precision"] in precisions])
-    with_curves = parse_profile(dict(copy.deepcopy(data), context_param_cache_curve=curves), "'quick calibration'")
-    streamed = [with_curves.uncached_param_s(n["precision"], calibrate.network_param_bytes(n["model"], n["precision"]))
+    streamed = [param_cache_s(curves.get(n["precision"]), calibrate.network_param_bytes(n["model"], n["precision"]))
                 * 1e3 for n in networks]
     scaled = _network_predictions(data, networks, "'quick calibration'")
     kernel_only = copy.deepcopy(data)

@@ -431,6 +431,17 @@ def _check_retarget(c):
                 c.fail(needed, f"is missing, and retarget rule {rule!r} needs it (or drop the rule)")
 
 
+def param_cache_s(points, param_bytes):
+    """A parameter-cache curve (``[(bytes, seconds)]`` points, or None) read at ``param_bytes``: 0 up to the
+    first point, interpolated between points, and past the last one on at the last segment's slope."""
+    if not points or param_bytes <= points[0][0]:
+        return 0.0
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if param_bytes <= x1:
+            return y0 + (y1 - y0) * (param_bytes - x0) / (x1 - x0)
+    return y1 + (y1 - y0) / (x1 - x0) * (param_bytes - x1)
+
+
 def _check_param_cache_curve(c, field, points):
     """A parameter-cache curve: two or more ``[bytes, seconds]`` points, bytes rising, seconds never falling."""
     if (not isinstance(points, list) or len(points) < 2
@@ -731,13 +742,7 @@ class CpuProfile(Profile):
 
     def uncached_param_s(self, precision, param_bytes):
         """Seconds a model with ``param_bytes`` of parameters pays on top at ``precision`` (0 without a curve)."""
-        points = self.param_cache_curve(precision)
-        if not points or param_bytes <= points[0][0]:
-            return 0.0
-        for (x0, y0), (x1, y1) in zip(points, points[1:]):
-            if param_bytes <= x1:
-                return y0 + (y1 - y0) * (param_bytes - x0) / (x1 - x0)
-        return y1 + (y1 - y0) / (x1 - x0) * (param_bytes - x1)
+        return param_cache_s(self.param_cache_curve(precision), param_bytes)
 
     def host_cpu(self):
         """Itself at speed factor 1 (a CPU profile runs everything)."""
