@@ -487,6 +487,21 @@ def run_microbenchmarks(precisions=("int8", "float32"), threads=1, quick=False, 
     return time_kernels(kernels, nets, precisions, threads=threads, rounds=rounds, log=log, probes=probes)
 
 
+def _load_probes(probes, threads, log=None):
+    """Ready interpreters and sample metadata for ``probes`` (see :func:`param_cache_probes`), both keyed
+    ``("probe", j)``: the metadata is a ``"param_cache"`` sample awaiting its ``ms``."""
+    interpreters, meta = {}, {}
+    for j, (precision, model) in enumerate(probes):
+        ops = [op for op in cost.analyze(model).ops if not op.is_free]
+        interpreters[("probe", j)] = litert_timing.load(_convert(model, precision, calibration=1), threads)
+        meta[("probe", j)] = dict(kind=PARAM_CACHE_PROBE_KIND, spec_kind=PARAM_CACHE_PROBE_KIND, precision=precision,
+                                  input=list(model.input_shape[1:]), ops=len(ops), kernel=-1,
+                                  **_sum_features(ops, precision))
+    if log and probes:
+        log(f"converted {len(probes)} parameter-cache probes")
+    return interpreters, meta
+
+
 def time_kernels(kernels, nets, precisions=("int8", "float32"), threads=1, rounds=15, log=None, probes=()):
     """Convert, load and time ``kernels`` (``(kind, Keras model)`` pairs), whole networks
     ``nets`` (Keras models with a ``kerasnets_spec``) and ``probes`` (``(precision, Keras model)``
@@ -497,15 +512,7 @@ def time_kernels(kernels, nets, precisions=("int8", "float32"), threads=1, round
     is a sample of kind ``"param_cache"`` with its ``param_bytes`` and ``ms``.
     """
     check_precisions(precisions)
-    interpreters, meta = {}, {}
-    for j, (precision, model) in enumerate(probes):
-        ops = [op for op in cost.analyze(model).ops if not op.is_free]
-        interpreters[("probe", j)] = litert_timing.load(_convert(model, precision, calibration=1), threads)
-        meta[("probe", j)] = dict(kind=PARAM_CACHE_PROBE_KIND, spec_kind=PARAM_CACHE_PROBE_KIND, precision=precision,
-                                  input=list(model.input_shape[1:]), ops=len(ops), kernel=-1,
-                                  **_sum_features(ops, precision))
-    if log and probes:
-        log(f"converted {len(probes)} parameter-cache probes")
+    interpreters, meta = _load_probes(probes, threads, log)
     for precision in precisions:
         interpreters[("overhead", precision)] = litert_timing.load(_convert(_empty_model(), precision), threads)
     for i, (kind, model) in enumerate(kernels):
@@ -951,11 +958,9 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
                 add_case(name, res, False)
         if log:
             log(f"converted {name} at {', '.join(map(str, resolutions))}")
-    probes = param_cache_probes(precisions, probe_mib) if probe_mib else []
-    for j, (precision, model) in enumerate(probes):
-        interpreters[("probe", j)] = litert_timing.load(_convert(model, precision, calibration=1), threads)
-    if log and probes:
-        log(f"converted {len(probes)} parameter-cache probes")
+    probe_interpreters, probes = _load_probes(param_cache_probes(precisions, probe_mib) if probe_mib else [], threads,
+                                              log)
+    interpreters.update(probe_interpreters)
     passes = [litert_timing.time_interleaved(interpreters, rounds=rounds, log=log) for _ in range(max(repeats, 1))]
     timing = passes[0]
     rows, anchor_rows = [], []
@@ -1004,15 +1009,11 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
 
 
 def _in_run_cache(profile, probes, passes):
-    """The parameter-cache curve the probes measured in this run (fastest pass) and ``profile`` with it
-    in place of its own, or None without probes."""
+    """The parameter-cache curve the probes (the metadata :func:`_load_probes` returns) measured in this run
+    (fastest pass) and ``profile`` with it in place of its own, or None without probes."""
     if not probes:
         return None
-    samples = []
-    for j, (precision, model) in enumerate(probes):
-        ms = min(p[("probe", j)]["steady_ms"] for p in passes)
-        samples.append({"kind": PARAM_CACHE_PROBE_KIND, "precision": precision, "ms": ms,
-                        "param_bytes": network_param_bytes(model, precision)})
+    samples = [dict(sample, ms=min(p[key]["steady_ms"] for p in passes)) for key, sample in probes.items()]
     curve = fit_param_cache(samples)
     data = copy.deepcopy(profile.raw)
     data.pop("inherits", None)

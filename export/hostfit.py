@@ -80,6 +80,7 @@ ABSOLUTE_CONTEXT_KEYS = CPU_CONTEXT_KEYS[1:3]
 # The quick calibration's parameter-cache probe sizes (MiB; the full fit's are calibrate.PARAM_CACHE_PROBE_MIB).
 QUICK_PROBE_MIB = (2, 4, 6, 10, 14, 18, 24, 32)
 
+
 def _tiny_kernel_specs():
     """Kernels of a few hundred MACs to a few thousand, where a predictor's fixed per-op cost dominates (the
     cost of every op of a small model at a small input)."""
