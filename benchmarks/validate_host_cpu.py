@@ -23,7 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("profile", "host_cpu", "CPU profile to validate.")
+flags.DEFINE_string("profile", "host_cpu", "CPU profile to validate; host_cpu means the one kerasnets-estimate uses "
+                    "on this machine (a full fit shipped for this CPU or a cached quick calibration when host_cpu "
+                    "was fitted elsewhere).")
 flags.DEFINE_integer("threads", 1, "LiteRT threads.")
 flags.DEFINE_list("resolutions", ["96", "128"], "Square input sizes.")
 flags.DEFINE_list("precisions", ["int8", "float32"], "Precisions.")
@@ -38,7 +40,7 @@ flags.DEFINE_string("out", "runs/host_cpu_validation.json", "Where to write the 
 
 
 def main(argv):
-    from kerasnets.export import calibrate
+    from kerasnets.export import calibrate, hostfit
     import kerasnets
     from kerasnets.errors import UsageError
     from kerasnets.io import atomic_write
@@ -53,10 +55,13 @@ def main(argv):
     except ValueError:
         raise UsageError(f"--probe_mib={','.join(FLAGS.probe_mib)} is not a list of sizes in MiB; pass whole "
                          f"numbers such as --probe_mib=2,4,8,16,32.") from None
-    report = calibrate.validate_host_profile(FLAGS.profile, models=models, resolutions=resolutions,
+    say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    # host_cpu by name is this machine's host profile, the one kerasnets-run and kerasnets-estimate use here.
+    profile = hostfit.profile_for_here(FLAGS.profile, threads=FLAGS.threads, log=lambda m: say(f"host_cpu: {m}"))
+    report = calibrate.validate_host_profile(profile.profile, models=models, resolutions=resolutions,
                                              precisions=FLAGS.precisions, threads=FLAGS.threads, repeats=FLAGS.repeats,
                                              probe_mib=probe_mib,
-                                             log=lambda s: print(s, file=sys.stderr, flush=True))
+                                             log=say)
     atomic_write(FLAGS.out, json.dumps(report, indent=1) + "\n")
     print(calibrate.format_validation(report))
     print()

@@ -997,7 +997,7 @@ def validate_host_profile(profile="host_cpu", models=None, resolutions=(96, 128)
         r["reason"] = (f"relative to the anchor {'over' if r['relative_error_pct'] > 0 else 'under'}-predicted by "
                        f"{abs(r['relative_error_pct']):.0f}%, absolute {r['error_pct']:+.0f}%; predicted time is "
                        f"{r['breakdown']}")
-    return {"profile": profile.name, "threads": threads, "resolutions": list(resolutions),
+    return {"profile": profile.name, "profile_file": profile.path, "threads": threads, "resolutions": list(resolutions),
             "precisions": list(precisions), "method": f"LiteRT, {threads} thread(s), {rounds} interleaved rounds of "
             f"3 windows of 10 invokes per case, 10th percentile of the window medians, fastest of {len(passes)} "
             f"pass(es); "

@@ -563,7 +563,8 @@ def host_profile(threads=1, allow_calibration=True, log=None, folder=None, base=
             say(m)
         return HostProfile(cached, "cache", path, messages)
     if not allow_calibration:
-        messages.append(f"estimating with profile {profile.name} as found (quick calibration off)")
+        messages.append(f"estimating with profile {profile.name} as found, not fitted to this machine (quick "
+                        "calibration off; kerasnets-estimate --calibrate=quick fits it here in about 2.5 minutes)")
         for m in messages:
             say(m)
         return HostProfile(profile, "as found", profile.path, messages)
@@ -591,3 +592,14 @@ def host_profile(threads=1, allow_calibration=True, log=None, folder=None, base=
     say(messages[-1])
     return HostProfile(parse_profile(data, "'host_cpu (quick calibration)'", path=path), "quick calibration", path,
                        messages)
+
+
+def profile_for_here(name_or_path="host_cpu", threads=1, log=None):
+    """The profile ``name_or_path`` names, as a :class:`HostProfile`; ``host_cpu`` by name means this
+    machine's host profile as :func:`host_profile` finds it without calibrating (as found when it was
+    fitted on this CPU, else the full fit shipped for this CPU, else the quick calibration cached
+    here, else as found, saying so). Any other name or a path is taken as given (``source`` "as named")."""
+    if name_or_path != "host_cpu":
+        profile = load_profile(name_or_path)
+        return HostProfile(profile, "as named", profile.path)
+    return host_profile(threads=threads, allow_calibration=False, log=log)

@@ -28,7 +28,7 @@ from absl import flags
 
 from kerasnets.export import calibrate, cost, hostfit, placement
 from kerasnets.export.cli import zoo_model
-from kerasnets.export.profiles import USER_PROFILE_DIR, load_profile
+from kerasnets.export.profiles import USER_PROFILE_DIR
 from kerasnets.export.report import plot_estimate
 from kerasnets.cli import define_flags, model_flags, print_json, run_main
 from kerasnets.errors import UsageError
@@ -205,15 +205,27 @@ def _print_curves(curves):
             f"+{t * 1e3:.2f} ms at {b / 2**20:.0f} MiB" for b, t in curve[1:]))
 
 
+def _profile(name, check_threads=True):
+    """``--profile`` as a HostProfile: ``host_cpu`` by name is this machine's (hostfit.profile_for_here). Which
+    file it chose and why goes to stderr only once the profile passed the checks (a bad command prints one line)."""
+    host = hostfit.profile_for_here(name, threads=FLAGS.threads)
+    if check_threads and not host.profile.is_npu:
+        _check_threads(host.profile)
+    for m in host.messages:
+        print(f"host_cpu: {m}", file=sys.stderr, flush=True)
+    return host
+
+
 def _validate(profile_name):
     """Run the validation report on ``profile_name`` (a CPU profile); print it unless --json; return its JSON part."""
-    profile = load_profile(profile_name)
+    host = _profile(profile_name, check_threads=False)  # measured with --threads; a mismatch is warned below
+    profile = host.profile
     if profile.is_npu:
         raise UsageError(f"--validate measures the host CPU; profile {profile.name} is an NPU profile, pass a CPU "
                          "profile such as --profile=host_cpu.")
     log = _log()
     diffs = hostfit.profile_mismatches(profile, hostfit.identity(FLAGS.threads))
-    if diffs and log:
+    if diffs and log and host.source == "as named":  # host_cpu by name has said so already
         log(f"warning: {hostfit.describe_mismatches(profile, diffs)}; the absolute error shows it, "
             "--calibrate=quick fits the profile to this machine.")
     models = FLAGS.validate_models or list(calibrate.VALIDATION_MODELS)
@@ -237,8 +249,8 @@ def main(argv):
         zoo_model.check_choice(FLAGS.precision, sorted(cost.ELEMENT_BYTES), "precision")
     policy = zoo_model.check_choice(FLAGS.policy or "max_npu", placement.POLICIES, "policy")
     overrides = zoo_model.model_overrides(FLAGS.shuffle, FLAGS.group_conv)
-    profile = load_profile(FLAGS.profile)
-    _check_threads(profile)
+    host = _profile(FLAGS.profile)
+    profile = host.profile
     precision = FLAGS.precision or profile.default_precision()
     if not profile.is_npu and precision not in profile.predictors:
         raise UsageError(f"--precision={precision} does not fit profile {profile.name}, which has predictors for "
@@ -254,6 +266,7 @@ def main(argv):
     if FLAGS.json:
         t = result["totals"]
         print_json({"model": model.name, "input_size": [h, w], "profile": profile.name, "precision": precision,
+                    "profile_file": profile.path, "profile_source": host.source, "profile_notes": host.messages,
                     "policy": policy, "latency_ms": t["latency_ms"], "fps": t["fps"],
                     "mac_utilization": t["mac_utilization"], "totals": t,
                     "layers": [r.as_dict() for r in result["layers"]]})

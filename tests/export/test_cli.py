@@ -60,6 +60,45 @@ class EstimateCliTest(tf.test.TestCase):
         self.assertEqual(proc.returncode, 2)
         self.assertIn("is not a timings file", proc.stderr)
         self.assertFalse(os.path.exists(out + ".2"))
+    def test_host_cpu_by_name_is_this_machines_profile(self):
+        # host_cpu fitted on another CPU: the estimate uses the full fit shipped for this one (else says how to fit
+        # it here); a path is taken as given. Independent of the CPU the test runs on.
+        from kerasnets.export import hostfit, profiles
+        shipped, cache = self.get_temp_dir() + "/hosts", self.get_temp_dir() + "/cache"
+        os.makedirs(shipped)
+        here = hostfit.identity(1)
+        elsewhere = profiles.load_profile(hostfit.SHIPPED_HOST_PROFILE).to_dict()
+        elsewhere["measured_on"] = dict(elsewhere["measured_on"], processor="Yet Another CPU")
+        elsewhere = profiles.parse_profile(elsewhere, "'host_cpu'")
+        mine = elsewhere.to_dict()
+        mine["measured_on"] = dict(mine["measured_on"], processor=here["processor"], litert=here["litert"])
+        mine["invoke_overhead_s"] = {k: v + 1e-3 for k, v in mine["invoke_overhead_s"].items()}  # +1 ms: visible
+        mine_path = os.path.join(shipped, "here.json")
+        with open(mine_path, "w") as f:
+            json.dump(mine, f)
+        args = ("--model=mobilenet_v2_035", "--input_size=32x32", "--profile=host_cpu", "--json")
+        docs = {}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("XDG_CACHE_HOME", cache)
+            mp.setattr(hostfit, "load_profile", lambda p: elsewhere if p == "host_cpu" else profiles.load_profile(p))
+            mp.setattr(hostfit, "SHIPPED_HOSTS_DIR", shipped)
+            for case in ("shipped", "none"):
+                if case == "none":
+                    os.remove(mine_path)
+                proc = run_cli("kerasnets.export.cli.estimate", *args)
+                self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+                docs[case] = (json.loads(proc.stdout), proc.stderr)
+        doc, err = docs["shipped"]
+        self.assertEqual((doc["profile_source"], doc["profile_file"]), ("shipped for this CPU", mine_path))
+        self.assertIn("Yet Another CPU", err)
+        self.assertIn("full fit shipped for this CPU", err)
+        doc, err = docs["none"]
+        self.assertEqual(doc["profile_source"], "as found")
+        self.assertIn("kerasnets-estimate --calibrate=quick", doc["profile_notes"][-1])
+        self.assertAlmostEqual(docs["shipped"][0]["latency_ms"] - doc["latency_ms"], 1.0, places=6)
+        proc = run_cli("kerasnets.export.cli.estimate", *args[:2], f"--profile={hostfit.SHIPPED_HOST_PROFILE}",
+                       "--json")
+        self.assertEqual(json.loads(proc.stdout)["profile_source"], "as named")
 
     def test_bad_flags_exit_2_with_one_sentence(self):
         for args, needle in ((["--model=mobilenet_v2_035", "--profile=warp_drive"], "profile 'warp_drive' is unknown"),

@@ -442,7 +442,7 @@ class EstimateFlagsTest(tf.test.TestCase):
         ((profile, kwargs),) = calls
         self.assertEqual(kwargs["models"], ["ghostnet_100", "regnetx_002"])
         self.assertEqual(kwargs["repeats"], 3)
-        self.assertTrue(profile.endswith("host_cpu.json"))
+        self.assertEqual(profile, hostfit.profile_for_here("host_cpu", threads=1).profile.path)  # as the estimate
         self.assertIn("(a) predicted / measured latency relative to the anchor", proc.stdout)
         self.assertIn("added: it is not in the model list", proc.stdout)
 
