@@ -129,7 +129,8 @@ def _check_flag_combination():
 def _check_threads(profile):
     if not profile.is_npu and profile.threads != FLAGS.threads:
         raise UsageError(f"profile {profile.name} was fitted with {profile.threads} thread(s), not --threads="
-                         f"{FLAGS.threads}; recalibrate with --calibrate --threads={FLAGS.threads} or drop --threads.")
+                         f"{FLAGS.threads}; recalibrate with --calibrate=quick --threads={FLAGS.threads} (about 2.5 minutes) "
+                         "or drop --threads.")
 
 
 def _log():
