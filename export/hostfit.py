@@ -599,6 +599,7 @@ def profile_for_here(name_or_path="host_cpu", threads=1, log=None):
     machine's host profile as :func:`host_profile` finds it without calibrating (as found when it was
     fitted on this CPU, else the full fit shipped for this CPU, else the quick calibration cached
     here, else as found, saying so). Any other name or a path is taken as given (``source`` "as named")."""
+    calibrate.check_count("threads", threads)
     if name_or_path != "host_cpu":
         profile = load_profile(name_or_path)
         return HostProfile(profile, "as named", profile.path)

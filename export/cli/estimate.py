@@ -129,8 +129,8 @@ def _check_flag_combination():
 def _check_threads(profile):
     if not profile.is_npu and profile.threads != FLAGS.threads:
         raise UsageError(f"profile {profile.name} was fitted with {profile.threads} thread(s), not --threads="
-                         f"{FLAGS.threads}; recalibrate with --calibrate=quick --threads={FLAGS.threads} (about 2.5 minutes) "
-                         "or drop --threads.")
+                         f"{FLAGS.threads}; recalibrate with --calibrate=quick --threads={FLAGS.threads} (about 2.5 "
+                         "minutes) or drop --threads.")
 
 
 def _log():
@@ -206,24 +206,26 @@ def _print_curves(curves):
             f"+{t * 1e3:.2f} ms at {b / 2**20:.0f} MiB" for b, t in curve[1:]))
 
 
-def _profile(name, check_threads=True):
-    """``--profile`` as a HostProfile: ``host_cpu`` by name is this machine's (hostfit.profile_for_here). Which
-    file it chose and why goes to stderr only once the profile passed the checks (a bad command prints one line)."""
-    host = hostfit.profile_for_here(name, threads=FLAGS.threads)
-    if check_threads and not host.profile.is_npu:
-        _check_threads(host.profile)
+def _profile(name):
+    """``--profile`` as a HostProfile: ``host_cpu`` by name is this machine's (hostfit.profile_for_here)."""
+    return hostfit.profile_for_here(name, threads=FLAGS.threads)
+
+
+def _say_choice(host):
+    """Which host profile file was chosen and why, on stderr: only once every input passed its checks, so a bad
+    command prints one line."""
     for m in host.messages:
         print(f"host_cpu: {m}", file=sys.stderr, flush=True)
-    return host
 
 
 def _validate(profile_name):
     """Run the validation report on ``profile_name`` (a CPU profile); print it unless --json; return its JSON part."""
-    host = _profile(profile_name, check_threads=False)  # measured with --threads; a mismatch is warned below
+    host = _profile(profile_name)  # measured with --threads; a mismatch is warned below
     profile = host.profile
     if profile.is_npu:
         raise UsageError(f"--validate measures the host CPU; profile {profile.name} is an NPU profile, pass a CPU "
                          "profile such as --profile=host_cpu.")
+    _say_choice(host)
     log = _log()
     diffs = hostfit.profile_mismatches(profile, hostfit.identity(FLAGS.threads))
     if diffs and log and host.source == "as named":  # host_cpu by name has said so already
@@ -252,6 +254,7 @@ def main(argv):
     overrides = zoo_model.model_overrides(FLAGS.shuffle, FLAGS.group_conv)
     host = _profile(FLAGS.profile)
     profile = host.profile
+    _check_threads(profile)
     precision = FLAGS.precision or profile.default_precision()
     if not profile.is_npu and precision not in profile.predictors:
         raise UsageError(f"--precision={precision} does not fit profile {profile.name}, which has predictors for "
@@ -261,6 +264,7 @@ def main(argv):
         zoo_model.check_space(FLAGS.chart, CHART_BYTES, "chart")
     name, spec = model_flags()
     model, (h, w) = zoo_model.build_model(name, FLAGS.input_size, FLAGS.classes, overrides, spec=spec)
+    _say_choice(host)
     result = cost.estimate(model, profile, precision=precision, policy=policy)
     if FLAGS.chart:
         zoo_model.writing(FLAGS.chart, lambda: plot_estimate(result, FLAGS.chart))

@@ -21,7 +21,7 @@ import pytest
 from absl.testing import parameterized
 
 import kerasnets
-from kerasnets.export import calibrate, cost, partition, placement, profiles
+from kerasnets.export import calibrate, cost, hostfit, partition, placement, profiles
 from tests.helpers import TempFoldersTestCase, check_bad_call, run_cli
 
 ZOO, EXPORT, ESTIMATE, PARTITION, BENCH = ("kerasnets.zoo_table", "kerasnets.export.cli.export", "kerasnets.export.cli.estimate",
@@ -498,6 +498,7 @@ LIBRARY_CASES = [
     ("validate_resolutions", lambda: calibrate.validate_host_profile(resolutions=(16,)), ("resolutions=(16,)",)),
     ("validate_repeats", lambda: calibrate.validate_host_profile(repeats=0), ("repeats=0",)),
     ("validate_probe_mib", lambda: calibrate.validate_host_profile(probe_mib=(0,)), ("probe_mib=(0,)",)),
+    ("host_profile_threads", lambda: hostfit.profile_for_here("host_cpu", threads=0), ("threads=0",)),
     ("fit_samples", lambda: calibrate.fit_host_profile([], {}), ("samples",)),
     ("fit_threads", lambda: calibrate.fit_host_profile([{"kind": "conv"}], {}, threads="1"), ("threads='1'",)),
 ]
