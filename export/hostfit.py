@@ -514,19 +514,21 @@ class HostProfile:
     messages: list = dataclasses.field(default_factory=list)
 
 
-def _read_cache(path, here, messages):
+def _read_cache(path, here, messages, calibrating=True):
+    """The cached quick calibration at ``path`` when it is usable here, else None (saying why in ``messages``)."""
     if not os.path.isfile(path):
         return None
+    then = "calibrating again" if calibrating else "not used"
     try:
         profile = load_profile(path)
     except ProfileError as e:
-        messages.append(f"the cached quick calibration {path} is unusable ({e}); calibrating again")
+        messages.append(f"the cached quick calibration {path} is unusable ({e}); {then}")
         return None
     if profile_mismatches(profile, here):
-        messages.append(f"the cached quick calibration {path} is for another machine; calibrating again")
+        messages.append(f"the cached quick calibration {path} is for another machine; {then}")
         return None
     if (profile.calibration or {}).get("version") != QUICK_CALIBRATION_VERSION:
-        messages.append(f"the cached quick calibration {path} was made by another version of it; calibrating again")
+        messages.append(f"the cached quick calibration {path} was made by another version of it; {then}")
         return None
     return profile
 
@@ -556,7 +558,7 @@ def host_profile(threads=1, allow_calibration=True, log=None, folder=None, base=
             say(m)
         return HostProfile(shipped, "shipped for this CPU", shipped.path, messages)
     path = cache_path(here, folder)
-    cached = _read_cache(path, here, messages)
+    cached = _read_cache(path, here, messages, calibrating=allow_calibration)
     if cached is not None:
         messages.append(f"estimating with the quick calibration for this machine cached at {path}")
         for m in messages:
